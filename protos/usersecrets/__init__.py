@@ -1,0 +1,1 @@
+"""usersecrets: per-user secrets for developer platforms."""
