@@ -1,0 +1,70 @@
+"""Server configuration: read once from flags and environment at start, then passed down."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Comma-separated base64 32-byte keys, the first one active. Empty means "refuse to start"
+    # unless key_file names the embedded development key file.
+    encryption_keys: str = ""
+    key_file: str = ""
+    grpc_listen: str = "127.0.0.1:50051"
+    log_level: str = "info"
+    shutdown_grace_seconds: float = 10.0
+    redis_timeout_seconds: float = 5.0
+    redis_max_connections: int = 64
+    health_interval_seconds: float = 1.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    metrics_listen: str = ""
+
+
+_ENV = {
+    "redis_url": "USERSECRETS_REDIS_URL",
+    "encryption_keys": "USERSECRETS_ENCRYPTION_KEYS",
+    "key_file": "USERSECRETS_KEY_FILE",
+    "grpc_listen": "USERSECRETS_GRPC_LISTEN",
+    "log_level": "USERSECRETS_LOG_LEVEL",
+    "shutdown_grace_seconds": "USERSECRETS_SHUTDOWN_GRACE",
+    "redis_timeout_seconds": "USERSECRETS_REDIS_TIMEOUT",
+    "redis_max_connections": "USERSECRETS_REDIS_MAX_CONNECTIONS",
+    "health_interval_seconds": "USERSECRETS_HEALTH_INTERVAL",
+    "tls_cert": "USERSECRETS_TLS_CERT",
+    "tls_key": "USERSECRETS_TLS_KEY",
+    "tls_client_ca": "USERSECRETS_TLS_CLIENT_CA",
+    "metrics_listen": "USERSECRETS_METRICS_LISTEN",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="usersecrets-server", description="The usersecrets gRPC server.")
+    defaults = ServerConfig()
+    for field, env in _ENV.items():
+        flag = "--" + field.replace("_", "-")
+        p.add_argument(flag, dest=field, default=None, help=f"(env {env}; default {getattr(defaults, field)!r})")
+    return p
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Flags win over environment variables, which win over defaults."""
+    environ = os.environ if environ is None else environ
+    args = parser().parse_args(argv)
+    defaults = ServerConfig()
+    values: dict[str, object] = {}
+    for field, env in _ENV.items():
+        raw = getattr(args, field)
+        if raw is None:
+            raw = environ.get(env)
+        if raw is None:
+            continue
+        kind = type(getattr(defaults, field))
+        values[field] = kind(raw)
+    return ServerConfig(**values)  # type: ignore[arg-type]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.support.redis_proc import RedisProcess
+
+
+@pytest.fixture(scope="session")
+def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One real Redis for the session; each test gets it flushed."""
+    proc = RedisProcess(Path(tmp_path_factory.mktemp("redis")))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_proc: RedisProcess) -> AsyncIterator[str]:
+    client = aioredis.from_url(redis_proc.url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_proc.url
