@@ -1,1 +1,57 @@
+"""Python SDK for the usersecrets REST API: `AsyncClient` (aiohttp) and its synchronous twin `Client`.
 
+Both raise only `UserSecretsError` and its subclasses (see `usersecrets.sdk.errors`). Internal services
+that need secret values use `usersecrets.sdk.grpc_client` instead.
+"""
+
+from usersecrets.sdk.client import AsyncClient
+from usersecrets.sdk.errors import (
+    BadRequestError,
+    ConflictError,
+    ForbiddenError,
+    GatewayTimeoutError,
+    LimitReachedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+    ServiceUnavailableError,
+    TransportError,
+    UnauthorizedError,
+    UserSecretsError,
+    ValidationError,
+)
+from usersecrets.sdk.models import (
+    CreateUserSecretRequest,
+    UpdateUserSecretRequest,
+    UserSecret,
+    UserSecretValue,
+    Validation,
+)
+from usersecrets.sdk.sync_client import Client
+
+__all__ = [
+    "AsyncClient",
+    "BadRequestError",
+    "Client",
+    "ConflictError",
+    "CreateUserSecretRequest",
+    "ForbiddenError",
+    "GatewayTimeoutError",
+    "LimitReachedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "TransportError",
+    "UnauthorizedError",
+    "UpdateUserSecretRequest",
+    "UserSecret",
+    "UserSecretValue",
+    "UserSecretsError",
+    "Validation",
+    "ValidationError",
+]
