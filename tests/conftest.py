@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.redis_proc import RedisProcess
+from tests.support.stack import ServerStack, running_server
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,10 @@ async def redis_url(redis_proc: RedisProcess) -> AsyncIterator[str]:
     await client.flushall()
     await client.aclose()
     yield redis_proc.url
+
+
+@pytest.fixture
+async def server_stack(redis_url: str) -> AsyncIterator[ServerStack]:
+    """A real gRPC server over a flushed real Redis."""
+    async with running_server(redis_url) as stack:
+        yield stack

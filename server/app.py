@@ -1,0 +1,103 @@
+"""Build the gRPC server: `await create_server(config)` returns a ServerApp whose `port` is bound.
+
+Binding happens before serving, so tests pass port 0 and read the port back. SO_REUSEPORT is off: a busy
+port fails loudly instead of silently sharing traffic with a stranger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from usersecrets.server.config import ServerConfig
+from usersecrets.server.crypto import Barrier, KeyRing, key_ring_from_config
+from usersecrets.server.health import SERVICE_NAME, RedisHealth
+from usersecrets.server.identity import IdentityStore
+from usersecrets.server.interceptor import CallInterceptor
+from usersecrets.server.metrics import ServerMetrics
+from usersecrets.server.service import SecretsService
+from usersecrets.server.servicer import UserSecretsServicer
+from usersecrets.server.store import SecretStore
+from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
+
+SERVER_OPTIONS = (
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+
+
+def redis_client(config: ServerConfig) -> Redis:
+    pool = BlockingConnectionPool.from_url(
+        config.redis_url,
+        max_connections=config.redis_max_connections,
+        timeout=config.redis_timeout_seconds,
+        socket_timeout=config.redis_timeout_seconds,
+        socket_connect_timeout=config.redis_timeout_seconds,
+        retry_on_timeout=False,
+    )
+    return Redis(connection_pool=pool, decode_responses=False)
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if not (config.tls_cert and config.tls_key):
+        return None
+    pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
+    client_ca = Path(config.tls_client_ca).read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+@dataclass
+class ServerApp:
+    server: grpc.aio.Server
+    port: int
+    redis: Redis
+    health: RedisHealth
+    metrics: ServerMetrics
+    identity: IdentityStore
+    store: SecretStore
+
+    async def start(self) -> None:
+        await self.health.start()
+        await self.server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let in-flight ones finish within `grace`, then release Redis."""
+        await self.health.drain()
+        await self.server.stop(grace)
+        await self.health.stop()
+        await self.redis.aclose()
+
+
+async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None) -> ServerApp:
+    ring = key_ring or key_ring_from_config(config)
+    redis = redis_client(config)
+    metrics = ServerMetrics()
+    identity = IdentityStore(redis)
+    store = SecretStore(redis)
+    service = SecretsService(store, identity, Barrier(ring))
+    health = RedisHealth(redis, metrics, config.health_interval_seconds)
+
+    server = grpc.aio.server(interceptors=[CallInterceptor(identity, metrics)], options=SERVER_OPTIONS)
+    pb_grpc.add_UserSecretsServiceServicer_to_server(UserSecretsServicer(service), server)
+    from grpc_health.v1 import health_pb2_grpc
+
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+    credentials = server_credentials(config)
+    if credentials is None:
+        port = server.add_insecure_port(config.grpc_listen)
+    else:
+        port = server.add_secure_port(config.grpc_listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.grpc_listen}")
+    return ServerApp(server, port, redis, health, metrics, identity, store)

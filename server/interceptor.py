@@ -1,0 +1,108 @@
+"""The one wrapper around every RPC of ours: request id, authentication, error mapping, access log, metrics.
+
+Health and reflection pass through untouched. The caller's Principal reaches the servicer through a
+context variable set in the same task that runs the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from usersecrets.server import grpc_errors
+from usersecrets.server.errors import ServiceError, Unauthenticated
+from usersecrets.server.identity import IdentityStore
+from usersecrets.server.logs import REQUEST_ID, event
+from usersecrets.server.metrics import ServerMetrics
+from usersecrets.server.model import Principal
+
+PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+MISSING_TOKEN = 'Header "Coder-Session-Token" (or "Authorization: Bearer <token>") must be provided.'  # noqa: S105
+MAX_REQUEST_ID = 128
+
+log = logging.getLogger("usersecrets.server.access")
+
+
+def current_principal() -> Principal:
+    return PRINCIPAL.get()
+
+
+def token_from_metadata(metadata: dict[str, str]) -> str:
+    token = metadata.get("coder-session-token", "")
+    if token:
+        return token
+    scheme, _, credentials = metadata.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    raise Unauthenticated(MISSING_TOKEN)
+
+
+def _request_id(metadata: dict[str, str]) -> str:
+    given = metadata.get("x-request-id", "")
+    if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, identity: IdentityStore, metrics: ServerMetrics) -> None:
+        self._identity = identity
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or handler.unary_unary is None or method.startswith(UNAUTHENTICATED_PREFIXES):
+            return handler
+        inner = handler.unary_unary
+        short = method.rsplit("/", 1)[-1]
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            REQUEST_ID.set(_request_id(metadata))
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            user_id = ""
+            self._metrics.in_flight.inc()
+            try:
+                principal = await self._identity.authenticate(token_from_metadata(metadata))
+                user_id = principal.user_id
+                PRINCIPAL.set(principal)
+                return await inner(request, context)
+            except ServiceError as exc:
+                status = grpc_errors.to_status(exc)
+                code = status.code
+                await context.abort_with_status(status)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                # exc_info logs the type only (see logs.py); the text could quote data.
+                event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
+                log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
+                await context.abort_with_status(grpc_errors.internal_status())
+            finally:
+                elapsed = time.perf_counter() - started
+                self._metrics.in_flight.dec()
+                self._metrics.calls.labels(short, code.name).inc()
+                self._metrics.latency.labels(short).observe(elapsed)
+                event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
+
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

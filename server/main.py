@@ -1,0 +1,57 @@
+"""`usersecrets-server`: serve until SIGTERM or SIGINT, then drain in-flight calls and exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from prometheus_client import start_http_server
+
+from usersecrets.server import config as config_module
+from usersecrets.server import logs
+from usersecrets.server.app import create_server
+
+log = logging.getLogger("usersecrets.server")
+
+
+async def serve(config: config_module.ServerConfig) -> None:
+    app = await create_server(config)
+    if config.metrics_listen:
+        host, _, port = config.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=app.metrics.registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    logs.event(log, "serving", grpc_port=app.port, grpc_listen=config.grpc_listen)
+    await stop.wait()
+    logs.event(log, "draining", grace_seconds=config.shutdown_grace_seconds)
+    await app.stop(config.shutdown_grace_seconds)
+    logs.event(log, "stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_module.load(argv)
+    logs.configure(config.log_level)
+    try:
+        import uvloop
+    except ImportError:  # optional speed-up
+        uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(serve(config))
+        else:
+            asyncio.run(serve(config))
+    except (ValueError, OSError) as exc:
+        # Configuration and bind errors: say what is wrong in one line (never a key: messages are ours).
+        logs.event(log, "cannot start", logging.ERROR, error=str(exc))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
