@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from usersecrets.server import errors
 from usersecrets.server.config import ServerConfig
 
@@ -148,9 +149,7 @@ def _read_key_file(path: str) -> str:
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:
-            raise ValueError(
-                f"key file {path} is readable by group or others (mode {mode:04o}); chmod 600 it"
-            )
+            raise ValueError(f"key file {path} is readable by group or others (mode {mode:04o}); chmod 600 it")
         with os.fdopen(os.dup(fd), "rb") as f:
             spec = f.read().decode("ascii", errors="replace").strip()
     finally:

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from usersecrets.server import crypto, errors
 from usersecrets.server.config import ServerConfig
 
@@ -108,9 +109,7 @@ def expected_flip_detail(blob: bytes, index: int) -> str:
         flipped = bytearray(blob[1:9])
         flipped[index - 1] ^= 0x01
         text = flipped.decode("latin-1")
-        return (
-            f"unknown key id {text}" if all(c in "0123456789abcdef" for c in text) else "malformed ciphertext"
-        )
+        return f"unknown key id {text}" if all(c in "0123456789abcdef" for c in text) else "malformed ciphertext"
     return "authentication failed"
 
 
