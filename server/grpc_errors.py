@@ -48,8 +48,7 @@ def to_status(exc: errors.ServiceError) -> grpc.Status:
     if violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.detail)
-                for v in violations
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.detail) for v in violations
             ]
         )
         details.append(_pack(bad))

@@ -13,11 +13,16 @@ class ServerMetrics:
 
     def __post_init__(self) -> None:
         self.calls = Counter(
-            "usersecrets_grpc_calls", "RPCs handled, by method and status code", ["method", "code"],
+            "usersecrets_grpc_calls",
+            "RPCs handled, by method and status code",
+            ["method", "code"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "usersecrets_grpc_call_seconds", "RPC latency by method", ["method"], registry=self.registry,
+            "usersecrets_grpc_call_seconds",
+            "RPC latency by method",
+            ["method"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
         self.in_flight = Gauge("usersecrets_grpc_in_flight", "RPCs in progress", registry=self.registry)

@@ -148,9 +148,7 @@ class SecretsService:
         if violations:
             raise ValidationFailed(violations)
         if patch.value is None:
-            changes = SecretChanges(
-                description=patch.description, env_name=patch.env_name, file_path=patch.file_path
-            )
+            changes = SecretChanges(description=patch.description, env_name=patch.env_name, file_path=patch.file_path)
             return await self._store.update(user_id, name, changes, self._clock_us())
         # The value is sealed bound to the secret's id, so read the id first and write only if it still holds.
         for _ in range(self.UPDATE_ATTEMPTS):
@@ -181,6 +179,4 @@ class SecretsService:
             raise PermissionDenied()
         user_id = principal.user_id if user == "me" else await self._find_user_id(user)
         secrets = await self._store.list(user_id)
-        return [
-            (s, self._barrier.open(s.ciphertext, associated_data(user_id, s.id)).decode()) for s in secrets
-        ]
+        return [(s, self._barrier.open(s.ciphertext, associated_data(user_id, s.id)).decode()) for s in secrets]

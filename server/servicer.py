@@ -54,9 +54,7 @@ class UserSecretsServicer(pb_grpc.UserSecretsServiceServicer):
         secrets = await self._service.list(current_principal(), request.user)
         return pb.ListUserSecretsResponse(secrets=[to_proto(s) for s in secrets])
 
-    async def GetUserSecret(
-        self, request: pb.GetUserSecretRequest, context: grpc.aio.ServicerContext
-    ) -> pb.UserSecret:
+    async def GetUserSecret(self, request: pb.GetUserSecretRequest, context: grpc.aio.ServicerContext) -> pb.UserSecret:
         return to_proto(await self._service.get(current_principal(), request.user, request.name))
 
     async def UpdateUserSecret(

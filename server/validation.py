@@ -69,9 +69,7 @@ def env_name_violations(env_name: str) -> list[FieldViolation]:
     elif upper in RESERVED_ENV_NAMES:
         found.append(FieldViolation("env_name", f"env_name {upper} is reserved"))
     elif upper.startswith(RESERVED_ENV_PREFIXES):
-        found.append(
-            FieldViolation("env_name", "env_name must not start with GIT_, LC_, LD_ or DYLD_: it is reserved")
-        )
+        found.append(FieldViolation("env_name", "env_name must not start with GIT_, LC_, LD_ or DYLD_: it is reserved"))
     return found
 
 
