@@ -42,10 +42,10 @@ class UserSecretsError(Exception):
         super().__init__(self.describe())
 
     def describe(self) -> str:
-        """One line: status, message, detail and every validation."""
-        text = f"{self.message} (HTTP {self.status})" if self.status else self.message
-        if self.detail:
-            text += f": {self.detail}"
+        """One line: message, detail, status and every validation."""
+        text = f"{self.message} {self.detail}" if self.detail else self.message
+        if self.status:
+            text += f" (HTTP {self.status})"
         if self.validations:
             text += " [" + "; ".join(f"{v.field}: {v.detail}" for v in self.validations) + "]"
         return text
