@@ -19,6 +19,7 @@ from usersecrets.server.health import SERVICE_NAME, RedisHealth
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.interceptor import CallInterceptor
 from usersecrets.server.metrics import ServerMetrics
+from usersecrets.server.ratelimit import TokenBucketLimiter
 from usersecrets.server.service import SecretsService
 from usersecrets.server.servicer import UserSecretsServicer
 from usersecrets.server.store import SecretStore
@@ -85,7 +86,16 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
     service = SecretsService(store, identity, Barrier(ring))
     health = RedisHealth(redis, metrics, config.health_interval_seconds)
 
-    server = grpc.aio.server(interceptors=[CallInterceptor(identity, metrics)], options=SERVER_OPTIONS)
+    limiter = (
+        TokenBucketLimiter(config.rate_limit_per_second, config.rate_limit_burst)
+        if config.rate_limit_per_second > 0
+        else None
+    )
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor(identity, metrics, limiter)],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
+    )
     pb_grpc.add_UserSecretsServiceServicer_to_server(UserSecretsServicer(service), server)
     from grpc_health.v1 import health_pb2_grpc
 

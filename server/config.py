@@ -25,6 +25,10 @@ class ServerConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     metrics_listen: str = ""
+    # Per-token token bucket; a rate of 0 turns limiting off.
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
+    max_concurrent_rpcs: int = 1000
 
 
 _ENV = {
@@ -41,6 +45,9 @@ _ENV = {
     "tls_key": "USERSECRETS_TLS_KEY",
     "tls_client_ca": "USERSECRETS_TLS_CLIENT_CA",
     "metrics_listen": "USERSECRETS_METRICS_LISTEN",
+    "rate_limit_per_second": "USERSECRETS_RATE_LIMIT",
+    "rate_limit_burst": "USERSECRETS_RATE_LIMIT_BURST",
+    "max_concurrent_rpcs": "USERSECRETS_MAX_CONCURRENT_RPCS",
 }
 
 

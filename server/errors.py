@@ -9,6 +9,7 @@
     ├── AlreadyExists                 name / env_name / file_path used by another secret    ALREADY_EXISTS
     ├── LimitReached                  a per-user limit would be passed                      FAILED_PRECONDITION
     ├── NotFound                      no such secret                                        NOT_FOUND
+    ├── RateLimited                   too many calls for one token; carries retry_after     RESOURCE_EXHAUSTED
     ├── StorageUnavailable            Redis unreachable, loading or timing out              UNAVAILABLE
     └── DecryptionFailed              a stored value does not open under the key ring       DATA_LOSS
 
@@ -26,6 +27,7 @@ NOT_FOUND = "Resource not found or you do not have access to this resource"
 VALIDATION_FAILED = "Validation failed."
 NO_FIELDS = "At least one field must be provided."
 UNAVAILABLE = "The secrets store is unavailable. Try again later."
+RATE_LIMITED = "Rate limit exceeded."
 DECRYPTION_FAILED = "A stored secret value could not be decrypted."
 
 
@@ -84,6 +86,14 @@ class LimitReached(ServiceError):
 
 class NotFound(ServiceError):
     message = NOT_FOUND
+
+
+class RateLimited(ServiceError):
+    message = RATE_LIMITED
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Try again in {retry_after:.3f} seconds.")
 
 
 class StorageUnavailable(ServiceError):

@@ -7,7 +7,7 @@ The status message is the contract's `message`. Field violations travel as `goog
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -26,6 +26,7 @@ _CODES: dict[type[errors.ServiceError], tuple[int, str]] = {
     # The request is well formed but the user's state forbids it: FAILED_PRECONDITION, which REST shows as 400.
     errors.LimitReached: (code_pb2.FAILED_PRECONDITION, "LIMIT_REACHED"),
     errors.NotFound: (code_pb2.NOT_FOUND, "NOT_FOUND"),
+    errors.RateLimited: (code_pb2.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
     errors.StorageUnavailable: (code_pb2.UNAVAILABLE, "STORAGE_UNAVAILABLE"),
     errors.DecryptionFailed: (code_pb2.DATA_LOSS, "DECRYPTION_FAILED"),
 }
@@ -52,6 +53,10 @@ def to_status(exc: errors.ServiceError) -> grpc.Status:
             ]
         )
         details.append(_pack(bad))
+    if isinstance(exc, errors.RateLimited):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return rpc_status.to_status(status_pb2.Status(code=code, message=exc.message, details=details))
 
 

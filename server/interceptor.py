@@ -17,11 +17,12 @@ from typing import Any
 import grpc
 
 from usersecrets.server import grpc_errors
-from usersecrets.server.errors import ServiceError, Unauthenticated
+from usersecrets.server.errors import RateLimited, ServiceError, Unauthenticated
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.logs import REQUEST_ID, event
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.model import Principal
+from usersecrets.server.ratelimit import TokenBucketLimiter
 
 PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -53,9 +54,12 @@ def _request_id(metadata: dict[str, str]) -> str:
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, identity: IdentityStore, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, identity: IdentityStore, metrics: ServerMetrics, limiter: TokenBucketLimiter | None = None
+    ) -> None:
         self._identity = identity
         self._metrics = metrics
+        self._limiter = limiter
 
     async def intercept_service(
         self,
@@ -79,6 +83,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 principal = await self._identity.authenticate(token_from_metadata(metadata))
                 user_id = principal.user_id
+                if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
+                    raise RateLimited(wait)
                 PRINCIPAL.set(principal)
                 return await inner(request, context)
             except ServiceError as exc:
