@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from usersecrets.server.config import ServerConfig
 from usersecrets.server.crypto import Barrier, KeyRing, key_ring_from_config
@@ -20,6 +20,7 @@ from usersecrets.server.identity import IdentityStore
 from usersecrets.server.interceptor import CallInterceptor
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.ratelimit import TokenBucketLimiter
+from usersecrets.server.redis_client import connect
 from usersecrets.server.service import SecretsService
 from usersecrets.server.servicer import UserSecretsServicer
 from usersecrets.server.store import SecretStore
@@ -36,15 +37,7 @@ SERVER_OPTIONS = (
 
 
 def redis_client(config: ServerConfig) -> Redis:
-    pool = BlockingConnectionPool.from_url(
-        config.redis_url,
-        max_connections=config.redis_max_connections,
-        timeout=config.redis_timeout_seconds,
-        socket_timeout=config.redis_timeout_seconds,
-        socket_connect_timeout=config.redis_timeout_seconds,
-        retry_on_timeout=False,
-    )
-    return Redis(connection_pool=pool, decode_responses=False)
+    return connect(config.redis_url, timeout=config.redis_timeout_seconds, max_connections=config.redis_max_connections)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
