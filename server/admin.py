@@ -24,6 +24,7 @@ from usersecrets.server.config import ServerConfig
 from usersecrets.server.crypto import Barrier, associated_data, key_ring_from_config
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.model import StoredSecret, User
+from usersecrets.server.redis_client import connect
 from usersecrets.server.store import SecretStore
 
 DEFAULT_REDIS_URL = ServerConfig().redis_url
@@ -199,7 +200,7 @@ async def _run(args: argparse.Namespace, client: aioredis.Redis) -> int:
 
 async def run_admin(args: argparse.Namespace) -> int:
     try:
-        client = aioredis.from_url(_setting(args, "redis_url") or DEFAULT_REDIS_URL, decode_responses=False)
+        client = connect(_setting(args, "redis_url") or DEFAULT_REDIS_URL, timeout=ServerConfig().redis_timeout_seconds)
     except ValueError as exc:  # redis-py names the accepted schemes, not the URL
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -212,6 +213,7 @@ async def run_admin(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
     finally:
         await client.aclose()
+        await client.connection_pool.disconnect()  # a pool passed in is not closed by aclose()
     return 1
 
 
