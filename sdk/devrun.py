@@ -107,6 +107,17 @@ def _die_with_parent() -> Callable[[], None] | None:
     return lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class Running:
+    """What a started stack answers on, and who may call it."""
+
+    url: str
+    grpc_target: str
+    redis_url: str
+    username: str
+    token: str = field(repr=False)
+
+
 @dataclass
 class Child:
     name: str
@@ -198,7 +209,7 @@ class Launcher:
 
     # -- the steps ---------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self) -> Running:
         self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.data / "logs").mkdir(exist_ok=True)
         child_env = dict(self.environ)
@@ -226,6 +237,7 @@ class Launcher:
         username, created = self.ensure_user(redis_url, child_env)
         token, reused = self.ensure_token(url, username, child_env)
         self.banner(url, grpc_listen, redis_url, username, created, token, reused)
+        return Running(url, grpc_listen, redis_url, username, token)
 
     def listen(self, what: str, address: str) -> str:
         chosen, moved = choose_listen(address)
