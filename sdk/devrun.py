@@ -68,6 +68,12 @@ def redis_server_binary() -> str:
     return str(path)
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def choose_listen(address: str) -> tuple[str, bool]:
     """`address` if it can be bound now, else a free port on the same host; and whether it moved."""
     host, _, port = address.rpartition(":")
@@ -248,7 +254,7 @@ class Launcher:
     def start_redis(self) -> str:
         directory = self.data / "redis"
         directory.mkdir(mode=0o700, exist_ok=True)
-        port = choose_listen("127.0.0.1:0")[0].rpartition(":")[2]
+        port = str(free_port())
         argv = [
             redis_server_binary(),
             "--port", port,
