@@ -152,7 +152,7 @@ def _operation(route: RpcRoute, schemas: _Schemas, operation_id: str) -> dict[st
         for var in route.template.field_paths
     ]
     params += _query_parameters(route, schemas)
-    request_id = {"X-Request-Id": {"schema": {"type": "string"}, "description": "The request's id."}}
+    request_id = {"X-Request-Id": {"$ref": "#/components/headers/RequestId"}}
     op: dict[str, Any] = {
         "operationId": operation_id,
         "summary": _summary(route.method.name),
@@ -189,7 +189,7 @@ def _operation(route: RpcRoute, schemas: _Schemas, operation_id: str) -> dict[st
         responses[code] = {"description": text, "headers": request_id, "content": error}
     if route.binding.body:
         responses["413"] = {"description": _BODY_TOO_LARGE, "headers": request_id, "content": error}
-    responses["429"]["headers"] = {**request_id, "Retry-After": {"schema": {"type": "string"}}}
+    responses["429"]["headers"] = {**request_id, "Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     responses["default"] = {"description": "Any other error.", "headers": request_id, "content": error}
     op["responses"] = dict(sorted(responses.items()))
     return op
@@ -212,6 +212,13 @@ def document(routes: Iterable[RpcRoute]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.components.items())),
+            "headers": {
+                "RequestId": {
+                    "description": "The request's id: the caller's X-Request-Id, or a new one.",
+                    "schema": {"type": "string"},
+                },
+                "RetryAfter": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
+            },
             "securitySchemes": {SECURITY_SCHEME: {"type": "apiKey", "in": "header", "name": "Coder-Session-Token"}},
         },
         "security": [{SECURITY_SCHEME: []}],
