@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.support.gateway_stack import GatewayStack, Reply, call, gateway  # noqa: F401
+from tests.support.gateway_stack import GatewayStack, Reply, call, gateway_in_front_of
+from tests.support.stack import ServerStack
 from usersecrets.server import keys
 
 SECRETS = "/api/v2/users/me/secrets"
@@ -38,6 +40,12 @@ def assert_secret(body: dict[str, Any], **want: str) -> None:
 
 def assert_error(reply: Reply, status: int, message: str, **rest: Any) -> None:
     assert (reply.status, reply.json) == (status, {"message": message, **rest}), reply
+
+
+@pytest.fixture
+async def gateway(server_stack: ServerStack) -> AsyncIterator[GatewayStack]:
+    async with gateway_in_front_of(server_stack) as stack:
+        yield stack
 
 
 # ---- the five endpoints -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The REST gateway on a free port over real HTTP, in the test's event loop, in front of a real gRPC server.
 
-`running_gateway(grpc_target)` serves `create_app` through aiohttp's AppRunner + TCPSite on port 0. The
-`gateway` fixture puts one in front of the lead's `server_stack` and hands out an HTTP client; tests that
-stop and restart the server use `restart_server` to bring it back on the same port.
+`running_gateway(grpc_target)` serves `create_app` through aiohttp's AppRunner + TCPSite on port 0.
+`gateway_in_front_of(server_stack)` puts one in front of the lead's server and hands out an HTTP client;
+tests that stop the server use `restart_server` to bring it back on the same port.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from tests.support.stack import ServerStack
@@ -84,12 +83,6 @@ async def gateway_in_front_of(server: ServerStack, **overrides: Any) -> AsyncIte
         aiohttp.ClientSession(gateway.url, auto_decompress=False) as http,
     ):
         yield GatewayStack(server, gateway, http)
-
-
-@pytest.fixture
-async def gateway(server_stack: ServerStack) -> AsyncIterator[GatewayStack]:
-    async with gateway_in_front_of(server_stack) as stack:
-        yield stack
 
 
 @dataclasses.dataclass(frozen=True)
