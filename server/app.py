@@ -48,6 +48,20 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    credentials = server_credentials(config)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(config.grpc_listen)
+        else:
+            port = server.add_secure_port(config.grpc_listen, credentials)
+    except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+        raise OSError(f"cannot listen on {config.grpc_listen}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {config.grpc_listen}")
+    return port
+
+
 @dataclass
 class ServerApp:
     server: grpc.aio.Server
@@ -94,11 +108,9 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
 
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
-    credentials = server_credentials(config)
-    if credentials is None:
-        port = server.add_insecure_port(config.grpc_listen)
-    else:
-        port = server.add_secure_port(config.grpc_listen, credentials)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.grpc_listen}")
+    try:
+        port = _bind(server, config)
+    except OSError:
+        await redis.aclose()
+        raise
     return ServerApp(server, port, redis, health, metrics, identity, store)

@@ -86,9 +86,9 @@ class SecretsService:
     async def _find_user_id(self, user: str) -> str:
         if not user:
             raise BadUserParam()
-        if _is_uuid(user):
-            found = await self._identity.user_by_id(str(uuid.UUID(user)))
-        else:
+        found = await self._identity.user_by_id(str(uuid.UUID(user))) if _is_uuid(user) else None
+        if found is None:
+            # A legal username can look like a UUID (32 hex digits), so a miss by id falls back to the name.
             found = await self._identity.user_by_name(user)
         if found is None:
             raise BadUserParam()
