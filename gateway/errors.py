@@ -50,19 +50,24 @@ HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = MappingProxyType(
     }
 )
 
-# Messages for statuses the channel makes up itself (no server answered): the core's own text names
-# addresses and internals that mean nothing to an API caller.
+# The server attaches google.rpc details to every error it means to send. A server-side status without them
+# was made by the channel or by grpcio itself (no server answered, a deadline, a servicer that raised), and
+# its text names addresses or quotes exception text: the caller gets one of these fixed messages instead.
 UNAVAILABLE = "The secrets service is unavailable. Try again later."
 DEADLINE_EXCEEDED = "The request deadline passed before the secrets service answered."
 CANCELLED = "The request was cancelled."
 INTERNAL = "Internal error."
+NOT_IMPLEMENTED = "Not implemented."
 _CHANNEL_MESSAGES: Mapping[grpc.StatusCode, str] = MappingProxyType(
     {
         grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED: DEADLINE_EXCEEDED,
         grpc.StatusCode.CANCELLED: CANCELLED,
-        # grpcio answers UNKNOWN with the exception text for a servicer that raised: never forward that.
+        # grpcio answers UNKNOWN / UNIMPLEMENTED with the text of an exception a servicer raised.
         grpc.StatusCode.UNKNOWN: INTERNAL,
+        grpc.StatusCode.UNIMPLEMENTED: NOT_IMPLEMENTED,
+        grpc.StatusCode.INTERNAL: INTERNAL,
+        grpc.StatusCode.DATA_LOSS: INTERNAL,
     }
 )
 

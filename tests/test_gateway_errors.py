@@ -88,7 +88,9 @@ CHANNEL = [
     (grpc.StatusCode.CANCELLED, "Locally cancelled", 499, errors.CANCELLED),
     (grpc.StatusCode.UNKNOWN, "Exception calling application: secret-ish text", 500, errors.INTERNAL),
     (grpc.StatusCode.NOT_FOUND, "Resource not found or you do not have access to this resource", 404, None),
-    (grpc.StatusCode.INTERNAL, "Internal error.", 500, None),
+    (grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2", 500, errors.INTERNAL),
+    (grpc.StatusCode.UNIMPLEMENTED, "Method not found!", 501, errors.NOT_IMPLEMENTED),
+    (grpc.StatusCode.PERMISSION_DENIED, "Forbidden.", 403, None),
 ]
 
 
