@@ -4,7 +4,8 @@ Both raise only `UserSecretsError` and its subclasses (see `usersecrets.sdk.erro
 that need secret values use `usersecrets.sdk.grpc_client` instead.
 """
 
-from usersecrets.sdk.client import AsyncClient
+from typing import TYPE_CHECKING, Any
+
 from usersecrets.sdk.errors import (
     BadRequestError,
     ConflictError,
@@ -30,6 +31,19 @@ from usersecrets.sdk.models import (
     Validation,
 )
 from usersecrets.sdk.sync_client import Client
+
+if TYPE_CHECKING:
+    from usersecrets.sdk.client import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    # aiohttp is imported only by callers of the async client: the CLI starts faster without it.
+    if name == "AsyncClient":
+        from usersecrets.sdk.client import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncClient",

@@ -55,6 +55,7 @@ from usersecrets.server.model import SERVICE_ROLE
 
 SIGNED_OUT = "You are signed out or your session has expired. Please sign in again to continue."
 NOT_FOUND = "Resource not found or you do not have access to this resource"
+RATE_PER_SECOND = 20  # low enough that a burst outruns the refill even on a slow machine
 RATE_BURST = 40
 
 
@@ -120,7 +121,7 @@ def start_live_stack(directory: Path, redis_url: str) -> Iterator[LiveStack]:
         USERSECRETS_REDIS_URL=redis_url,
         USERSECRETS_GRPC_LISTEN=f"127.0.0.1:{free_port()}",
         USERSECRETS_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
-        USERSECRETS_RATE_LIMIT="200",
+        USERSECRETS_RATE_LIMIT=str(RATE_PER_SECOND),
         USERSECRETS_RATE_LIMIT_BURST=str(RATE_BURST),
     )
     launcher = Launcher(directory / ".data", env, out=io.StringIO())
@@ -340,7 +341,7 @@ async def test_bad_requests(stack: LiveStack, make_api: Any) -> None:
 async def test_rate_limited_carries_retry_after(stack: LiveStack, make_api: Any) -> None:
     _, _, token = stack.new_user()
     api = make_api(token)
-    results = await asyncio.gather(*(api.user_secrets("me") for _ in range(RATE_BURST + 20)), return_exceptions=True)
+    results = await asyncio.gather(*(api.user_secrets("me") for _ in range(2 * RATE_BURST)), return_exceptions=True)
     limited = [r for r in results if isinstance(r, UserSecretsError)]
     assert limited, "no call was rate limited"
     assert all(type(r) is RateLimitedError and r.status == 429 for r in limited), limited[:3]
