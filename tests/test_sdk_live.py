@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 
@@ -39,6 +40,7 @@ from usersecrets.sdk import (
     PayloadTooLargeError,
     RateLimitedError,
     RequestTimeoutError,
+    ServerError,
     ServiceUnavailableError,
     TransportError,
     UnauthorizedError,
@@ -361,6 +363,22 @@ async def test_service_unavailable(stack: LiveStack, make_api: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_server_error_from_a_server_without_the_service(stack: LiveStack, make_api: Any) -> None:
+    """A real gRPC server that lacks the service answers UNIMPLEMENTED, which the gateway makes a 501."""
+    bare = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    port = bare.add_insecure_port("127.0.0.1:0")
+    await bare.start()
+    proc, url = stack.spawn_gateway(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(UserSecretsError) as caught:
+            await make_api("abcdefghij-x", url).user_secrets("me")
+        assert type(caught.value) is ServerError and caught.value.status == 501, caught.value
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        await bare.stop(None)
 
 
 async def test_gateway_timeout_while_the_server_is_stopped(stack: LiveStack, make_api: Any) -> None:
