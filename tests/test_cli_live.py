@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.live_stack import LiveStack, start_live_stack, values_of
 from tests.support.redis_proc import RedisProcess, free_port
-from tests.test_sdk_live import LiveStack, start_live_stack, values_of
 from usersecrets.sdk import Client, CreateUserSecretRequest, ValidationError
 
 BIN = str(Path(sys.executable).parent / "usersecrets")
