@@ -6,14 +6,14 @@ are ignored on input; a value of the wrong JSON type is a CodecError naming the 
 value: it may be a secret).
 
 Encoding is one generated function per message (a dict display over attribute reads), built from the
-descriptor at start; decoding is a dict lookup per key. Measured with timeit on this machine (Python 3.11,
-upb protobuf 7) for one `UserSecret`, and a 50-secret `ListUserSecretsResponse` (the per-user maximum):
+descriptor at start; decoding is a dict lookup per key. Measured with timeit (best of 7) on the dev box,
+Python 3.11, upb protobuf 7, stdlib json, bytes in and bytes out, against json_format doing the same job:
 
-    encode UserSecret           compiled   2.1 us   json_format.MessageToDict  23.5 us   (11x)
-    encode 50-secret list       compiled  97   us   json_format.MessageToDict 1106  us   (11x)
-    decode create request       compiled   1.4 us   json_format.ParseDict      13.6 us   (10x)
+    decode a create body (bytes -> message)       compiled   4.7 us   json_format.Parse          18-23 us  (4x)
+    encode one UserSecret (message -> bytes)      compiled   7.7 us   json_format.MessageToDict  16-20 us  (2-2.6x)
+    encode a 50-secret list (message -> bytes)    compiled   270 us   json_format.MessageToDict  670 us    (2.5x)
 
-(`python -m usersecrets.gateway.codec` prints these numbers again.)
+What is left of the encode is json.dumps and the two timestamps (see format_timestamp).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import base64
 import keyword
 import math
 from collections.abc import Callable, Mapping
-from datetime import date
+from time import gmtime
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -30,7 +30,6 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _INT64 = {
     FieldDescriptor.TYPE_INT64,
     FieldDescriptor.TYPE_SINT64,
@@ -74,13 +73,10 @@ def json_type(value: object) -> str:
 
 
 def format_timestamp(ts: timestamp_pb2.Timestamp) -> str:
-    # Integer arithmetic and one date lookup: about twice as fast as datetime + timedelta, and exact for
-    # the whole Timestamp range (years 1 to 9999), which time.strftime is not.
-    days, rest = divmod(ts.seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    day = date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
-    return f"{day}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ts.nanos // 1000:06d}Z"
+    # gmtime plus %-formatting: the fastest of the ways measured (1.4 us against 1.8 for integer
+    # arithmetic with date.fromordinal and 4 for datetime + timedelta), exact from year 1 to 9999.
+    t = gmtime(ts.seconds)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], ts.nanos // 1000)  # noqa: UP031
 
 
 def _format_float(value: float) -> float | str:

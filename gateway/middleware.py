@@ -23,6 +23,8 @@ ROUTE = web.RequestKey("route", str)  # the matched template, for metrics and lo
 GRPC_CODE = web.RequestKey("grpc_code", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# HTTP allows any token as a method; only these become metric labels, so a scanner cannot grow the series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _as_api_error(exc: web.HTTPException) -> errors.ApiError:
@@ -60,13 +62,14 @@ def make_middleware(metrics: GatewayMetrics) -> Callable[[web.Request, Handler],
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
             route = request.get(ROUTE, UNMATCHED)
-            metrics.observe(request.method, route, status, elapsed)
+            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            metrics.observe(method, route, status, elapsed)
             access.info(
                 "request",
                 extra={
                     "fields": {
                         "request_id": rid,
-                        "method": request.method,
+                        "method": method,
                         "route": route,
                         "status": status,
                         "grpc_code": request.get(GRPC_CODE, ""),

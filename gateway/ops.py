@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2
@@ -25,8 +27,14 @@ async def healthz(upstream: Upstream, config: GatewayConfig) -> web.Response:
     except grpc.aio.AioRpcError as err:
         status = "UNREACHABLE" if err.code() != grpc.StatusCode.UNIMPLEMENTED else "UNKNOWN"
     if status == "SERVING":
-        return web.json_response({"status": status})
-    return web.json_response({"message": NOT_SERVING, "status": status}, status=503)
+        return _json({"status": status}, 200)
+    return _json({"message": NOT_SERVING, "status": status}, 503)
+
+
+def _json(body: dict[str, str], status: int) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json"
+    )
 
 
 def metrics(registry: GatewayMetrics) -> web.Response:

@@ -247,3 +247,13 @@ async def test_openapi_is_served_as_generated(gateway: GatewayStack) -> None:
     assert reply.status == 200
     assert reply.json == json.loads(gateway.gateway.app[OPENAPI])
     assert reply.json["openapi"] == "3.1.0"
+
+
+async def test_unknown_methods_share_one_metric_label(gateway: GatewayStack) -> None:
+    # Methods aiohttp's parser knows but no route uses (it refuses made-up ones before any handler runs).
+    for method in ("PROPFIND", "MKCOL", "PURGE"):
+        reply = await call(gateway.http, method, SECRETS)
+        assert (reply.status, reply.json) == (405, {"message": "Method not allowed."})
+    text = (await call(gateway.http, "GET", "/metrics")).raw.decode()
+    assert 'usersecrets_gateway_requests_total{method="OTHER",route="unmatched",status="405"} 3.0' in text
+    assert "PROPFIND" not in text
