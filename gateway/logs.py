@@ -26,7 +26,10 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
-            out["exc_frames"] = traceback.format_tb(record.exc_info[2])
+            # Where, not what: file, line and function only (no source text, no locals).
+            out["exc_frames"] = [
+                f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(record.exc_info[2])
+            ]
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
