@@ -48,6 +48,7 @@ async def url() -> AsyncIterator[str]:
 
 
 async def test_unexpected_exception_is_fallback_json(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     async with aiohttp.ClientSession(url) as http, http.get("/boom", headers={"Accept": "text/html"}) as response:
         assert response.status == 500
         assert response.headers["Content-Type"] == "application/json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from tests.support.gateway_stack import GatewayStack, Reply, call, gateway_in_front_of
 from tests.support.stack import ServerStack
+from usersecrets.gateway.logs import JsonFormatter
 from usersecrets.server import keys
 
 SECRETS = "/api/v2/users/me/secrets"
@@ -118,6 +120,7 @@ async def test_name_is_percent_decoded_once(gateway: GatewayStack, name: str, en
 
 
 async def test_value_is_never_returned(gateway: GatewayStack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     token = await signed_in(gateway)
     value, other = "VALUE-never-shown-3141", "VALUE-never-shown-2718"
     replies = [
@@ -132,7 +135,8 @@ async def test_value_is_never_returned(gateway: GatewayStack, caplog: pytest.Log
     metrics = (await call(gateway.http, "GET", "/metrics")).raw
     for text in [*(r.raw for r in replies), str([dict(r.headers) for r in replies]).encode(), metrics]:
         assert value.encode() not in text and other.encode() not in text and token.encode() not in text
-    logged = "\n".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert '"route": "/api/v2/users/{user}/secrets"' in logged  # the access log was captured
     assert value not in logged and other not in logged and token not in logged
 
 
