@@ -1,7 +1,8 @@
 """SecretStore: a user's secrets in Redis, every write one atomic Lua script (key layout in keys.py).
 
 redis-py's errors are mapped here, once: outages become StorageUnavailable, anything else is a bug and
-propagates unchanged.
+propagates unchanged. With a WaitPolicy, every write script is followed by WAIT (durable.py); too few replica
+acknowledgements are StorageUnavailable too, never a silent success.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from redis import exceptions as rexc
 
-from . import keys, limits
+from . import durable, keys, limits
 from .errors import AlreadyExists, LimitReached, NotFound, StorageUnavailable
 from .model import SecretChanges, StoredSecret
 
@@ -61,6 +62,8 @@ def redis_errors() -> Iterator[None]:
     """The one boundary between redis-py's errors and ours. The message carries no data."""
     try:
         yield
+    except durable.NotDurable as exc:
+        raise StorageUnavailable(str(exc)) from exc
     except UNAVAILABLE_ERRORS as exc:
         raise StorageUnavailable() from exc
     except rexc.ResponseError as exc:
@@ -103,8 +106,9 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 class SecretStore:
-    def __init__(self, redis: Redis | RedisCluster) -> None:
+    def __init__(self, redis: Redis | RedisCluster, wait: durable.WaitPolicy | None = None) -> None:
         self._redis = redis
+        self._wait = wait or durable.WaitPolicy(0, 0)
         self._create = redis.register_script((LUA_DIR / "create.lua").read_bytes())
         self._update = redis.register_script((LUA_DIR / "update.lua").read_bytes())
         self._delete = redis.register_script((LUA_DIR / "delete.lua").read_bytes())
@@ -128,7 +132,9 @@ class SecretStore:
             limits.MAX_SECRETS, limits.MAX_TOTAL_VALUE_BYTES, limits.MAX_ENV_VALUE_BYTES,
         ]  # fmt: skip
         with redis_errors():
-            result = await self._create(keys=self._write_keys(user_id, secret.name), args=args)
+            result = await durable.write(
+                self._redis, self._create, self._write_keys(user_id, secret.name), args, self._wait
+            )
         _raise_for(result)
         return secret
 
@@ -163,13 +169,13 @@ class SecretStore:
             limits.MAX_TOTAL_VALUE_BYTES, limits.MAX_ENV_VALUE_BYTES,
         ]  # fmt: skip
         with redis_errors():
-            result = await self._update(keys=self._write_keys(user_id, name), args=args)
+            result = await durable.write(self._redis, self._update, self._write_keys(user_id, name), args, self._wait)
         _raise_for(result)
         return secret_from_hash(_pairs(result[1:]))
 
     async def delete(self, user_id: str, name: str) -> None:
         with redis_errors():
-            result = await self._delete(keys=self._write_keys(user_id, name), args=[name])
+            result = await durable.write(self._redis, self._delete, self._write_keys(user_id, name), [name], self._wait)
         _raise_for(result)
 
     async def secret_id(self, user_id: str, name: str) -> str:
@@ -189,9 +195,12 @@ class SecretStore:
         key_id: str,
     ) -> bool:
         with redis_errors():
-            done = await self._replace(
-                keys=[keys.secret(user_id, name)],
-                args=[expected_id, old_ciphertext, new_ciphertext, key_id],
+            done = await durable.write(
+                self._redis,
+                self._replace,
+                [keys.secret(user_id, name)],
+                [expected_id, old_ciphertext, new_ciphertext, key_id],
+                self._wait,
             )
         return done == 1
 
