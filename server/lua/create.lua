@@ -4,7 +4,11 @@
 local name, env_name, file_path = ARGV[1], ARGV[4], ARGV[5]
 local value_len = tonumber(ARGV[10])
 
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', 'name'} end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Our own id: this request ran already and its reply was lost; the client's retry must not say "exists".
+  if redis.call('HGET', KEYS[1], 'id') == ARGV[2] then return {'ok'} end
+  return {'exists', 'name'}
+end
 if env_name ~= '' and redis.call('HEXISTS', KEYS[3], env_name) == 1 then return {'exists', 'env_name'} end
 if file_path ~= '' and redis.call('HEXISTS', KEYS[4], file_path) == 1 then return {'exists', 'file_path'} end
 
