@@ -11,10 +11,11 @@ from pathlib import Path
 
 import grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from usersecrets.server.config import ServerConfig
 from usersecrets.server.crypto import Barrier, KeyRing, key_ring_from_config
+from usersecrets.server.durable import WaitPolicy
 from usersecrets.server.health import SERVICE_NAME, RedisHealth
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.interceptor import CallInterceptor
@@ -36,8 +37,13 @@ SERVER_OPTIONS = (
 )
 
 
-def redis_client(config: ServerConfig) -> Redis:
-    return connect(config.redis_url, timeout=config.redis_timeout_seconds, max_connections=config.redis_max_connections)
+def redis_client(config: ServerConfig) -> Redis | RedisCluster:
+    return connect(
+        config.redis_url,
+        timeout=config.redis_timeout_seconds,
+        max_connections=config.redis_max_connections,
+        mode=config.redis_mode,
+    )
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -66,7 +72,7 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
 class ServerApp:
     server: grpc.aio.Server
     port: int
-    redis: Redis
+    redis: Redis | RedisCluster
     health: RedisHealth
     metrics: ServerMetrics
     identity: IdentityStore
@@ -89,7 +95,7 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
     redis = redis_client(config)
     metrics = ServerMetrics()
     identity = IdentityStore(redis)
-    store = SecretStore(redis)
+    store = SecretStore(redis, WaitPolicy(config.redis_wait_replicas, config.redis_wait_timeout_ms))
     service = SecretsService(store, identity, Barrier(ring))
     health = RedisHealth(redis, metrics, config.health_interval_seconds)
 

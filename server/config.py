@@ -29,6 +29,13 @@ class ServerConfig:
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
     max_concurrent_rpcs: int = 1000
+    # "cluster" treats a plain redis:// URL as a Redis Cluster seed (redis+cluster:// and redis+sentinel://
+    # URLs choose by themselves). See redis_client.py.
+    redis_mode: str = ""
+    # WAIT for this many replicas after every write (0: answer as soon as the master has it); fewer
+    # acknowledgements within the timeout answer 503. See durable.py for the trade-off.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
 
 
 _ENV = {
@@ -48,6 +55,9 @@ _ENV = {
     "rate_limit_per_second": "USERSECRETS_RATE_LIMIT",
     "rate_limit_burst": "USERSECRETS_RATE_LIMIT_BURST",
     "max_concurrent_rpcs": "USERSECRETS_MAX_CONCURRENT_RPCS",
+    "redis_mode": "USERSECRETS_REDIS_MODE",
+    "redis_wait_replicas": "USERSECRETS_REDIS_WAIT_REPLICAS",
+    "redis_wait_timeout_ms": "USERSECRETS_REDIS_WAIT_TIMEOUT_MS",
 }
 
 
