@@ -86,6 +86,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
                     raise RateLimited(wait)
                 PRINCIPAL.set(principal)
+                remaining = context.time_remaining()
+                if remaining is not None and remaining <= 0:
+                    # The caller has given up: doing the work now could store what it was told had failed.
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                    await context.abort(code, "Deadline exceeded.")
                 return await inner(request, context)
             except ServiceError as exc:
                 status = grpc_errors.to_status(exc)

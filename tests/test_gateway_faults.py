@@ -118,6 +118,15 @@ async def test_tiny_grpc_timeout_is_504(stack: GatewayStack) -> None:
         assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED}), method
 
 
+async def test_a_write_past_its_deadline_is_504_and_stores_nothing(stack: GatewayStack) -> None:
+    _, token = await stack.user("alice")
+    body = {"name": "late", "value": "v"}
+    reply = await call(stack.http, "POST", SECRETS, token=token, body=body, headers={"Grpc-Timeout": "1n"})
+    assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED})
+    listed = await call(stack.http, "GET", SECRETS, token=token)
+    assert (listed.status, listed.raw) == (200, b"[]")
+
+
 async def test_rate_limited_is_429_with_retry_after(redis_url: str) -> None:
     async with (
         running_server(redis_url, rate_limit_per_second=0.5, rate_limit_burst=1) as server,
