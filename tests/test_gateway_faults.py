@@ -118,13 +118,21 @@ async def test_tiny_grpc_timeout_is_504(stack: GatewayStack) -> None:
         assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED}), method
 
 
-async def test_a_write_past_its_deadline_is_504_and_stores_nothing(stack: GatewayStack) -> None:
+async def test_a_write_whose_deadline_passes_before_it_runs_stores_nothing(
+    stack: GatewayStack, own_redis: RedisProcess
+) -> None:
     _, token = await stack.user("alice")
-    body = {"name": "late", "value": "v"}
-    reply = await call(stack.http, "POST", SECRETS, token=token, body=body, headers={"Grpc-Timeout": "1n"})
-    assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED})
-    listed = await call(stack.http, "GET", SECRETS, token=token)
-    assert (listed.status, listed.raw) == (200, b"[]")
+    client = aioredis.from_url(own_redis.url)
+    try:
+        # Authentication waits behind the pause past the deadline; the server must not write afterwards.
+        await client.execute_command("CLIENT", "PAUSE", "600", "ALL")
+        body = {"name": "late", "value": "v"}
+        reply = await call(stack.http, "POST", SECRETS, token=token, body=body, headers={"Grpc-Timeout": "200m"})
+        assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED})
+    finally:
+        await client.aclose()
+    reply = await eventually(stack, SECRETS, token, 200)
+    assert (reply.status, reply.raw) == (200, b"[]")
 
 
 async def test_rate_limited_is_429_with_retry_after(redis_url: str) -> None:
