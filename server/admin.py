@@ -39,6 +39,7 @@ GLOBAL_FLAGS = {
     "redis_url": ("--redis-url", "USERSECRETS_REDIS_URL", f"Redis URL (default {DEFAULT_REDIS_URL})"),
     "encryption_keys": ("--encryption-keys", "USERSECRETS_ENCRYPTION_KEYS", "comma-separated base64 keys"),
     "key_file": ("--key-file", "USERSECRETS_KEY_FILE", "development key file"),
+    "redis_mode": ("--redis-mode", "USERSECRETS_REDIS_MODE", "cluster: treat a redis:// URL as a cluster seed"),
 }
 
 
@@ -200,7 +201,11 @@ async def _run(args: argparse.Namespace, client: aioredis.Redis) -> int:
 
 async def run_admin(args: argparse.Namespace) -> int:
     try:
-        client = connect(_setting(args, "redis_url") or DEFAULT_REDIS_URL, timeout=ServerConfig().redis_timeout_seconds)
+        client = connect(
+            _setting(args, "redis_url") or DEFAULT_REDIS_URL,
+            timeout=ServerConfig().redis_timeout_seconds,
+            mode=_setting(args, "redis_mode"),
+        )
     except ValueError as exc:  # redis-py names the accepted schemes, not the URL
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -212,8 +217,7 @@ async def run_admin(args: argparse.Namespace) -> int:
     except (AdminError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     finally:
-        await client.aclose()
-        await client.connection_pool.disconnect()  # a pool passed in is not closed by aclose()
+        await client.aclose()  # every client from connect() closes its pool (or cluster nodes) here
     return 1
 
 
