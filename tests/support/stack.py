@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from usersecrets.server.app import ServerApp, create_server
 from usersecrets.server.config import ServerConfig
 from usersecrets.server.crypto import KeyRing, generate_key_spec
 from usersecrets.server.model import User
+from usersecrets.server.redis_client import connect
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
 
@@ -23,7 +24,7 @@ class ServerStack:
     config: ServerConfig
     key_spec: str
     app: ServerApp
-    redis: Redis  # a direct client for assertions on stored state
+    redis: Redis | RedisCluster  # a direct client for assertions on stored state
 
     @property
     def grpc_target(self) -> str:
@@ -54,7 +55,7 @@ async def running_server(redis_url: str, key_spec: str | None = None, **override
     )
     app = await create_server(config, key_ring=KeyRing.parse(key_spec))
     await app.start()
-    direct = Redis.from_url(redis_url, decode_responses=False)
+    direct = connect(redis_url)  # standalone, cluster or sentinel, as the server sees it
     try:
         yield ServerStack(redis_url, config, key_spec, app, direct)
     finally:
