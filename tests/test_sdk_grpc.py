@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.support.pki import Pem, make_pki
 from tests.support.stack import ServerStack, running_server
 from usersecrets.sdk.grpc_client import (
     aio_connect,
@@ -28,52 +22,12 @@ from usersecrets.server.model import SERVICE_ROLE
 from usersecrets.v1 import usersecrets_pb2 as pb
 
 
-@dataclass(frozen=True)
-class Pem:
-    cert: bytes
-    key: bytes
-
-
-def _issue(
-    subject: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool
-) -> tuple[Pem, x509.Name, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    issuer_name, issuer_key = issuer or (name, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    pem = Pem(
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
-    return pem, name, key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem | Path]:
     directory = tmp_path_factory.mktemp("pki")
-    ca, ca_name, ca_key = _issue("test ca", None, ca=True)
-    server, _, _ = _issue("localhost", (ca_name, ca_key), ca=False)
-    client, _, _ = _issue("injector", (ca_name, ca_key), ca=False)
-    for label, pem in (("ca", ca), ("server", server)):
-        (directory / f"{label}.crt").write_bytes(pem.cert)
-        (directory / f"{label}.key").write_bytes(pem.key)
-    return {"ca": ca, "server": server, "client": client, "dir": directory}
+    made: dict[str, Pem | Path] = dict(make_pki(directory, ["server", "client"]))
+    made["dir"] = directory
+    return made
 
 
 async def _seed(stack: ServerStack, prefix: str, **tls: bytes) -> tuple[str, str]:
