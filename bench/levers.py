@@ -45,6 +45,8 @@ def variant_round(variant: str, seconds: int, clock: Clock) -> list[dict]:
         lines = [rest_line("GET", f"{SECRETS_PATH}/{n}", a.token) for a in data.readers for n in names]
         get = write_lines(workdir / "get.tsv", lines)
         bench.rest("get", "requests.lua", get)
+        if variant == "as shipped":
+            bench.transport_floor()
         if not options.get("grpc_unix"):
             request = pb.GetUserSecretRequest(user="me", name="secret-03")
             bench.grpc("get", "GetUserSecret", request, data.readers[0].token)
@@ -79,21 +81,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     tools.ensure_tools(["wrk", "h2load"])
     clock = Clock()
     memory = {f"hash-max-listpack-value {v}": listpack_memory(2000, v) for v in (64, 256)}
     rows: list[dict] = []
     for _ in range(args.rounds):
-        for variant in VARIANTS:
+        for variant in args.variants:
             rows += variant_round(variant, args.seconds, clock)
     summary = {}
-    for variant in VARIANTS:
-        for api in ("rest", "grpc"):
-            mine = [r for r in rows if r["variant"] == variant and r["api"] == api]
+    for variant in args.variants:
+        for api, name in (("rest", "get"), ("grpc", "get"), ("rest", "healthz"), ("grpc", "health_check")):
+            mine = [r for r in rows if r["variant"] == variant and r["api"] == api and r["name"] == name]
             if not mine:
                 continue
-            summary[f"{api} get, {variant}"] = {
+            summary[f"{api} {name}, {variant}"] = {
                 "rps_median": statistics.median(r["rps"] for r in mine),
                 "stack_us_median": statistics.median(r["stack_us_per_req"] for r in mine),
                 "server_us_median": statistics.median(r["cpu_us_per_req"]["server"] for r in mine),

@@ -71,13 +71,21 @@ def expected_frame_sizes(target: str, method: str, request: Message, token: str)
 
 
 def h2load(
-    load: Load, target: str, method: str, request: Message, token: str, seconds: float
+    load: Load,
+    target: str,
+    method: str,
+    request: Message,
+    token: str,
+    seconds: float,
+    path: str = "",
+    frame_sizes: tuple[int, int] | None = None,
 ) -> Callable[[], LoadOutcome]:
     """Check one call with a real client now; return the run itself, for the measured window.
 
     The server's per-method status counters are compared by the caller, from snapshots taken outside the window.
+    `path` and `frame_sizes` serve calls outside UserSecretsService (health), whose answer size is known.
     """
-    low, high = expected_frame_sizes(target, method, request, token)
+    low, high = frame_sizes or expected_frame_sizes(target, method, request, token)
     body = load.workdir / "h2load.body"
     body.write_bytes(tools.grpc_frame(request.SerializeToString()))
     log = load.workdir / "h2load.log"
@@ -85,7 +93,7 @@ def h2load(
         "h2load", "-c", str(load.connections), "-m", "1", "-t", "1", "-D", f"{seconds:g}",
         "--log-file", str(log), "-d", str(body),
         "-H", "content-type: application/grpc", "-H", "te: trailers", "-H", f"coder-session-token: {token}",
-        f"http://{target}{SERVICE_PATH}{method}",
+        f"http://{target}{path or SERVICE_PATH + method}",
     ]  # fmt: skip
 
     def run() -> LoadOutcome:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from bench import floor, load, report, seed, targets, tools
 from bench.measure import LoadOutcome, Probe, result
@@ -186,6 +187,21 @@ class Bench:
         seed.delete_all(self.stack.grpc_target, data.writers)
         values = pb.ListUserSecretValuesRequest(user=reader.user_id)
         self.grpc("list_values", "ListUserSecretValues", values, data.service.token)
+        self.transport_floor()
+
+    def transport_floor(self) -> None:
+        """The hop alone: the gateway's /healthz (aiohttp + one grpc.aio Health.Check; no token, Redis or
+        transcoding) and one bare grpc.aio call on the server (Health.Check from h2load)."""
+        healthz = write_lines(self.workdir / "healthz.tsv", [rest_line("GET", "/healthz", "-")])
+        self.rest("healthz", "requests.lua", healthz, dataset="hop")
+        check = health_pb2.HealthCheckRequest(service="")
+        serving = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING).ByteSize() + 5
+        target, seconds = self.stack.grpc_target, self.plan.seconds
+        path = "/grpc.health.v1.Health/Check"
+        if self.plan.warmup:
+            load.h2load(self.load, target, "Check", check, "-", self.plan.warmup, path, (serving, serving))()
+        run = load.h2load(self.load, target, "Check", check, "-", seconds, path, (serving, serving))
+        self.scenario("health_check", "grpc", "h2load", "hop", run)
 
     def rest_pairs(self, writers: Path, accounts: list[seed.Account]) -> None:
         """Each wrk run gets its own name prefix; what a run leaves behind is deleted before the next."""

@@ -148,6 +148,14 @@ def test_targets_verdicts() -> None:
     assert verdicts["5c scale: memory"]["met"]
 
 
+def test_transport_floor_rows_do_not_count_for_the_tail_target() -> None:
+    rows = [_scenario("get", "rest", 1000, 500), _scenario("healthz", "rest", 2000, 500, p99=100, dataset="hop")]
+    verdicts = {v["target"]: v for v in targets.evaluate(rows, {}, {}, 10)}
+    assert verdicts["3 tail and errors"]["met"]
+    assert verdicts["3 tail and errors"]["value"] == 2.0
+    assert verdicts["3 tail and errors"]["detail"] == "every scenario"
+
+
 def test_targets_missing_scenarios_are_missed_not_crashes() -> None:
     verdicts = targets.evaluate([], {}, {}, 10)
     assert [v["met"] for v in verdicts] == [False] * 7
