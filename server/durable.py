@@ -10,11 +10,13 @@ live replicas than asked for refuses writes until a replica is back. WAIT makes 
 the master in memory on the replicas; it does not fsync, and Redis may still promote a replica that missed the
 write if the acknowledged ones are lost too.
 
-On Redis Cluster the pair is sent by hand to the master of the keys' slot, because the cluster client's
-pipeline may resend a failed command alone, on another connection, where WAIT would count nothing of ours.
-Redirections and a script missing from a node's cache are answered before the script ran, so they are
-followed and the pair is sent again; a connection lost once the pair was sent is not retried (the write may
-have happened) and becomes StorageUnavailable.
+On Redis Cluster every write script (with or without WAIT) is sent by hand to the master of the keys' slot:
+the cluster client's pipeline may resend a failed command alone, on another connection, where WAIT would
+count nothing of ours; and its ASK handling sends ASKING as a separate pooled command, which under
+concurrency lands on another connection and ping-pongs ASK/MOVED until it gives up. Here ASKING, the script
+and WAIT share one connection. Redirections, TRYAGAIN and a script missing from a node's cache are answered
+before the script ran, so they are followed and the pair is sent again; a connection lost once the pair was
+sent is not retried (the write may have happened) and becomes StorageUnavailable.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ NOT_RUN = (
     rexc.ReadOnlyError,
     rexc.BusyLoadingError,
 )
-ATTEMPTS = 5
+ATTEMPTS = 16  # as many as redis-py gives one command for redirections
 TRY_AGAIN_PAUSE = 0.05
 
 
@@ -72,12 +74,12 @@ async def write(
     redis: Redis | RedisCluster, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], policy: WaitPolicy
 ) -> Any:
     """The script's answer once `policy.replicas` replicas hold the write; raises NotDurable or redis errors."""
-    if not policy.enabled:
-        return await script(keys=keys, args=args)
     if isinstance(redis, RedisCluster):
         answer, acked = await _cluster_pair(redis, script, keys, args, policy)
-    else:
+    elif policy.enabled:
         answer, acked = await _standalone_pair(redis, script, keys, args, policy)
+    else:
+        return await script(keys=keys, args=args)
     if acked < policy.replicas:
         raise NotDurable(acked, policy.replicas, policy.timeout_ms)
     return answer
@@ -117,10 +119,10 @@ async def _cluster_pair(
         if node is None:
             node = cluster.get_node_from_key(keys[0])
         commands = [PipelineCommand(0, "ASKING")] if asking else []
-        commands += [
-            PipelineCommand(len(commands), "EVALSHA", script.sha, len(keys), *keys, *args),
-            PipelineCommand(len(commands) + 1, "WAIT", policy.replicas, policy.timeout_ms),
-        ]
+        commands.append(PipelineCommand(len(commands), "EVALSHA", script.sha, len(keys), *keys, *args))
+        if policy.enabled:
+            commands.append(PipelineCommand(len(commands), "WAIT", policy.replicas, policy.timeout_ms))
+        evalsha = len(commands) - (2 if policy.enabled else 1)
         try:
             await node.execute_pipeline(commands)
         except (rexc.ConnectionError, rexc.TimeoutError) as exc:
@@ -128,7 +130,8 @@ async def _cluster_pair(
             last, node, asking = exc, None, False
             await _learn(cluster, keys[0])
             continue
-        answer, acked = commands[-2].result, commands[-1].result
+        answer = commands[evalsha].result
+        acked = commands[-1].result if policy.enabled else 0
         if not isinstance(answer, NOT_RUN):
             if isinstance(answer, (rexc.ConnectionError, rexc.TimeoutError)):
                 await _learn(cluster, keys[0])
