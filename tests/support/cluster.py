@@ -242,7 +242,7 @@ class LocalSentinel:
                     f"dir {self.directory / f'sentinel{i}'}",
                     f"sentinel monitor {self.master_name} 127.0.0.1 {master.port} {quorum}",
                     f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}",
-                    f"sentinel failover-timeout {self.master_name} 5000",
+                    f"sentinel failover-timeout {self.master_name} 2000",
                     f"sentinel parallel-syncs {self.master_name} {self.replicas}",
                     "",
                 ]
