@@ -6,6 +6,7 @@ port fails loudly instead of silently sharing traffic with a stranger.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from usersecrets.server.health import SERVICE_NAME, RedisHealth
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.interceptor import CallInterceptor
 from usersecrets.server.metrics import ServerMetrics
+from usersecrets.server.model import Principal
 from usersecrets.server.ratelimit import TokenBucketLimiter
 from usersecrets.server.redis_client import connect
 from usersecrets.server.service import SecretsService
 from usersecrets.server.servicer import UserSecretsServicer
 from usersecrets.server.store import SecretStore
+from usersecrets.server.tokencache import CachedAuthenticator
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
 SERVER_OPTIONS = (
@@ -68,6 +71,12 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     return port
 
 
+def authenticator(identity: IdentityStore, config: ServerConfig) -> Callable[[str], Awaitable[Principal]]:
+    if config.token_cache_seconds > 0:
+        return CachedAuthenticator(identity, config.token_cache_seconds).authenticate
+    return identity.authenticate
+
+
 @dataclass
 class ServerApp:
     server: grpc.aio.Server
@@ -105,7 +114,7 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
         else None
     )
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(identity, metrics, limiter)],
+        interceptors=[CallInterceptor(authenticator(identity, config), metrics, limiter)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
     )

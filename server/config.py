@@ -29,6 +29,8 @@ class ServerConfig:
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
     max_concurrent_rpcs: int = 1000
+    # A verified token is trusted for this long without asking Redis again: revocation takes effect within it.
+    token_cache_seconds: float = 2.0
     # "cluster" treats a plain redis:// URL as a Redis Cluster seed (redis+cluster:// and redis+sentinel://
     # URLs choose by themselves). See redis_client.py.
     redis_mode: str = ""
@@ -55,6 +57,7 @@ _ENV = {
     "rate_limit_per_second": "USERSECRETS_RATE_LIMIT",
     "rate_limit_burst": "USERSECRETS_RATE_LIMIT_BURST",
     "max_concurrent_rpcs": "USERSECRETS_MAX_CONCURRENT_RPCS",
+    "token_cache_seconds": "USERSECRETS_TOKEN_CACHE_SECONDS",
     "redis_mode": "USERSECRETS_REDIS_MODE",
     "redis_wait_replicas": "USERSECRETS_REDIS_WAIT_REPLICAS",
     "redis_wait_timeout_ms": "USERSECRETS_REDIS_WAIT_TIMEOUT_MS",

@@ -181,9 +181,10 @@ class IdentityStore:
         stored_hash = fields.get(b"hash")
         if stored_hash is None or not hmac.compare_digest(stored_hash, _digest(token_secret).encode()):
             raise errors.Unauthenticated(INVALID_KEY)
-        if self._now_us() >= int(fields.get(b"expires_at") or 0):
+        left_us = int(fields.get(b"expires_at") or 0) - self._now_us()
+        if left_us <= 0:
             raise errors.Unauthenticated(EXPIRED)
-        return Principal(user_id=_text(fields.get(b"user_id")), token_id=token_id)
+        return Principal(user_id=_text(fields.get(b"user_id")), token_id=token_id, expires_in=left_us / 1_000_000)
 
     async def revoke_token(self, token_id: str) -> bool:
         with redis_errors():

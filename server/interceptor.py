@@ -18,7 +18,6 @@ import grpc
 
 from usersecrets.server import grpc_errors
 from usersecrets.server.errors import RateLimited, ServiceError, Unauthenticated
-from usersecrets.server.identity import IdentityStore
 from usersecrets.server.logs import REQUEST_ID, event
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.model import Principal
@@ -55,9 +54,12 @@ def _request_id(metadata: dict[str, str]) -> str:
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, identity: IdentityStore, metrics: ServerMetrics, limiter: TokenBucketLimiter | None = None
+        self,
+        authenticate: Callable[[str], Awaitable[Principal]],
+        metrics: ServerMetrics,
+        limiter: TokenBucketLimiter | None = None,
     ) -> None:
-        self._identity = identity
+        self._authenticate = authenticate
         self._metrics = metrics
         self._limiter = limiter
 
@@ -81,7 +83,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             user_id = ""
             self._metrics.in_flight.inc()
             try:
-                principal = await self._identity.authenticate(token_from_metadata(metadata))
+                principal = await self._authenticate(token_from_metadata(metadata))
                 user_id = principal.user_id
                 if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
                     raise RateLimited(wait)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SERVICE_ROLE = "secret-injector"  # may call ListUserSecretValues for any user
 
@@ -49,4 +49,5 @@ class Principal:
 
     user_id: str
     token_id: str
-    extra: dict[str, str] = field(default_factory=dict)
+    # Seconds the token had left when it was verified (None: not known); bounds any cache of this answer.
+    expires_in: float | None = None

@@ -184,7 +184,7 @@ async def test_token_shape_and_stored_state(ids: IdentityStore, client: aioredis
 
 async def test_valid_token_authenticates(ids: IdentityStore) -> None:
     user, token_id, token = await token_for(ids)
-    assert await ids.authenticate(token) == Principal(user_id=user.id, token_id=token_id)
+    assert await ids.authenticate(token) == Principal(user_id=user.id, token_id=token_id, expires_in=3600.0)
 
 
 async def test_authenticate_is_one_round_trip(ids: IdentityStore, client: aioredis.Redis) -> None:
