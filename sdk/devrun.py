@@ -262,6 +262,8 @@ class Launcher:
             "--dir", str(directory.resolve()),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
+            # A secret's hash (a ~140-byte sealed value for a 100-byte secret) stays a compact listpack.
+            "--hash-max-listpack-value", "256",
             "--save", "",
             "--protected-mode", "yes",
         ]  # fmt: skip
