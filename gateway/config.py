@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from usersecrets.common.settings import build_parser, load_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,33 +55,12 @@ ENV = {
     "keepalive_seconds": "USERSECRETS_GRPC_KEEPALIVE",
     "max_reconnect_backoff_seconds": "USERSECRETS_GRPC_MAX_BACKOFF",
 }
-assert set(ENV) == {f.name for f in fields(GatewayConfig)}, "every setting has an environment variable"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="usersecrets-gateway", description="The usersecrets REST gateway.")
-    defaults = GatewayConfig()
-    for name, env in ENV.items():
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, dest=name, default=None, help=f"(env {env}; default {getattr(defaults, name)!r})")
-    return p
+    return build_parser(GatewayConfig, ENV, "usersecrets-gateway", "The usersecrets REST gateway.")
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
     """Flags win over environment variables, which win over defaults."""
-    environ = os.environ if environ is None else environ
-    args = parser().parse_args(argv)
-    defaults = GatewayConfig()
-    values: dict[str, object] = {}
-    for name, env in ENV.items():
-        raw = getattr(args, name)
-        if raw is None:
-            raw = environ.get(env)
-        if raw is None:
-            continue
-        kind = type(getattr(defaults, name))
-        try:
-            values[name] = kind(raw)
-        except ValueError:
-            parser().error(f"--{name.replace('_', '-')} / {env}: not a valid {kind.__name__}: {raw!r}")
-    return GatewayConfig(**values)  # type: ignore[arg-type]
+    return load_settings(GatewayConfig, ENV, parser(), argv, environ)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from usersecrets.common.settings import build_parser, load_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +66,9 @@ _ENV = {
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="usersecrets-server", description="The usersecrets gRPC server.")
-    defaults = ServerConfig()
-    for field, env in _ENV.items():
-        flag = "--" + field.replace("_", "-")
-        p.add_argument(flag, dest=field, default=None, help=f"(env {env}; default {getattr(defaults, field)!r})")
-    return p
+    return build_parser(ServerConfig, _ENV, "usersecrets-server", "The usersecrets gRPC server.")
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
     """Flags win over environment variables, which win over defaults."""
-    environ = os.environ if environ is None else environ
-    args = parser().parse_args(argv)
-    defaults = ServerConfig()
-    values: dict[str, object] = {}
-    for field, env in _ENV.items():
-        raw = getattr(args, field)
-        if raw is None:
-            raw = environ.get(env)
-        if raw is None:
-            continue
-        kind = type(getattr(defaults, field))
-        values[field] = kind(raw)
-    return ServerConfig(**values)  # type: ignore[arg-type]
+    return load_settings(ServerConfig, _ENV, parser(), argv, environ)
