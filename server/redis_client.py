@@ -117,10 +117,11 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64, mode: 
 
 
 def _cluster(url: str, timeout: float, max_connections: int) -> RedisCluster:
+    scheme = url.partition("://")[0].lower()
+    if scheme not in CLUSTER_SCHEMES and scheme not in ("redis", "rediss"):
+        raise ValueError(f"cluster mode needs a redis, rediss or redis+cluster URL, not {scheme}")
     parsed = MultiHostUrl.parse(url, DEFAULT_PORT)
     tls = CLUSTER_SCHEMES.get(parsed.scheme, parsed.scheme == "rediss")
-    if parsed.scheme not in CLUSTER_SCHEMES and parsed.scheme not in ("redis", "rediss"):
-        raise ValueError(f"cluster mode needs a redis, rediss or redis+cluster URL, not {parsed.scheme}")
     if parsed.path not in ((), ("0",)):
         raise ValueError("Redis Cluster has only database 0")
     return RedisCluster(
