@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from usersecrets.common import jsonlog
 from usersecrets.gateway import config as gateway_config
-from usersecrets.gateway import logs
 from usersecrets.gateway.app import create_app
+from usersecrets.gateway.middleware import LOGGER
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -27,8 +28,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = gateway_config.load(argv)
-    logs.configure(config.log_level)
-    log = logging.getLogger(logs.LOGGER)
+    jsonlog.configure(config.log_level)
+    log = logging.getLogger(LOGGER)
     host, port = config.host_port
     loop = _new_loop()
     asyncio.set_event_loop(loop)

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from usersecrets.gateway import errors, headers
-from usersecrets.gateway.logs import ACCESS_LOGGER, LOGGER
 from usersecrets.gateway.metrics import UNMATCHED, GatewayMetrics
 
+ACCESS_LOGGER = "usersecrets.gateway.access"
+LOGGER = "usersecrets.gateway"
 REQUEST_ID = web.RequestKey("request_id", str)
 ROUTE = web.RequestKey("route", str)  # the matched template, for metrics and logs
 GRPC_CODE = web.RequestKey("grpc_code", str)

@@ -9,7 +9,7 @@ import logging
 from grpc_health.v1 import health, health_pb2
 from redis.asyncio import Redis
 
-from usersecrets.server.logs import event
+from usersecrets.common.jsonlog import event
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.v1 import usersecrets_pb2
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 
+from usersecrets.common.jsonlog import REQUEST_ID, event
 from usersecrets.server import grpc_errors
 from usersecrets.server.errors import RateLimited, ServiceError, Unauthenticated
-from usersecrets.server.logs import REQUEST_ID, event
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.model import Principal
 from usersecrets.server.ratelimit import TokenBucketLimiter

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
+from usersecrets.common import jsonlog as logs
 from usersecrets.server import config as config_module
-from usersecrets.server import logs
 from usersecrets.server.app import create_server
 
 log = logging.getLogger("usersecrets.server")

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from usersecrets.common.jsonlog import JsonFormatter
 from usersecrets.gateway.app import ROUTER, Local, create_app
 from usersecrets.gateway.config import GatewayConfig
 from usersecrets.gateway.httprule import parse
-from usersecrets.gateway.logs import JsonFormatter
 from usersecrets.gateway.pattern import Pattern
 from usersecrets.gateway.router import Route, Router
 

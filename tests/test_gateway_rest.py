@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.gateway_stack import GatewayStack, Reply, call, gateway_in_front_of
 from tests.support.stack import ServerStack
-from usersecrets.gateway.logs import JsonFormatter
+from usersecrets.common.jsonlog import JsonFormatter
 from usersecrets.server import keys
 
 SECRETS = "/api/v2/users/me/secrets"

@@ -136,7 +136,8 @@ async def test_deadline(rig: Rig, header: str | None, low: float, high: float) -
     headers = {} if header is None else {"Grpc-Timeout": header}
     assert (await call(rig.http, "GET", f"{ITEM}/k", headers=headers)).status == 200
     remaining = rig.servicer.seen[0].time_remaining
-    assert remaining is not None and low < remaining <= high, remaining
+    # grpc rounds a deadline up when it encodes grpc-timeout (to whole units), so allow a hair above `high`.
+    assert remaining is not None and low < remaining <= high * 1.01 + 0.01, remaining
 
 
 @pytest.mark.parametrize("header", ["100m", "1n", None], ids=["100ms", "1ns", "default 0.3s"])

@@ -175,10 +175,17 @@ class ServerProcess:
 
     async def wait_for_line(self, msg: str, within: float = 10.0) -> None:
         deadline = time.monotonic() + within
-        while not any(f'"msg":"{msg}"' in line for line in self.lines):
+        while not any(_msg_of(line) == msg for line in self.lines):
             assert self.proc.returncode is None, f"server exited: {self.lines}"
             assert time.monotonic() < deadline, f"no {msg!r} line: {self.lines}"
             await asyncio.sleep(0.02)
+
+
+def _msg_of(line: str) -> str | None:
+    try:
+        return json.loads(line).get("msg")
+    except ValueError:
+        return None
 
 
 @contextlib.asynccontextmanager

@@ -11,8 +11,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from redis.asyncio import Redis
 
+from usersecrets.common.jsonlog import JsonFormatter
 from usersecrets.server import keys
-from usersecrets.server.logs import JsonFormatter
 
 DETAILS_KEY = "grpc-status-details-bin"
 VALIDATION_FAILED = "Validation failed."
