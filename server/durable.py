@@ -32,6 +32,8 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
 
+from .redis_client import QueueingRedisCluster
+
 # Answers that mean the node did not run the script, so sending the pair again cannot apply a write twice.
 NOT_RUN = (
     rexc.NoScriptError,
@@ -124,7 +126,8 @@ async def _cluster_pair(
             commands.append(PipelineCommand(len(commands), "WAIT", policy.replicas, policy.timeout_ms))
         evalsha = len(commands) - (2 if policy.enabled else 1)
         try:
-            await node.execute_pipeline(commands)
+            async with _turn(cluster):
+                await node.execute_pipeline(commands)
         except (rexc.ConnectionError, rexc.TimeoutError) as exc:
             # Nothing was sent: let the client learn the topology, then try again.
             last, node, asking = exc, None, False
@@ -153,6 +156,11 @@ async def _cluster_pair(
             await _learn(cluster, keys[0])
     assert last is not None
     raise last
+
+
+def _turn(cluster: RedisCluster) -> contextlib.AbstractAsyncContextManager[None]:
+    """The queueing client's connection budget (redis_client.QueueingRedisCluster), if it has one."""
+    return cluster.turn() if isinstance(cluster, QueueingRedisCluster) else contextlib.nullcontext()
 
 
 async def _learn(cluster: RedisCluster, key: str) -> None:

@@ -18,10 +18,14 @@ here closes all its connections on `aclose()`.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
@@ -116,7 +120,35 @@ def connect(url: str, *, timeout: float = 5.0, max_connections: int = 64, mode: 
     return client
 
 
-def _cluster(url: str, timeout: float, max_connections: int) -> RedisCluster:
+class QueueingRedisCluster(RedisCluster):
+    """redis-py's cluster client fails at once (MaxConnectionsError) when a node has no free connection, where
+    the standalone pool queues. This one queues too: at most `max_connections` commands in flight in all, so
+    never more on one node, each waiting up to `queue_timeout` seconds for its turn."""
+
+    def __init__(self, *, queue_timeout: float, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._turns = asyncio.Semaphore(max_connections)
+        self._queue_timeout = queue_timeout
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold one of the connections; never nest turns (a full queue would wait on itself)."""
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise rexc.ConnectionError("No connection available.") from None
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+
+def _cluster(url: str, timeout: float, max_connections: int) -> QueueingRedisCluster:
     scheme = url.partition("://")[0].lower()
     if scheme not in CLUSTER_SCHEMES and scheme not in ("redis", "rediss"):
         raise ValueError(f"cluster mode needs a redis, rediss or redis+cluster URL, not {scheme}")
@@ -124,13 +156,13 @@ def _cluster(url: str, timeout: float, max_connections: int) -> RedisCluster:
     tls = CLUSTER_SCHEMES.get(parsed.scheme, parsed.scheme == "rediss")
     if parsed.path not in ((), ("0",)):
         raise ValueError("Redis Cluster has only database 0")
-    return RedisCluster(
+    return QueueingRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
         username=parsed.username,
         password=parsed.password,
         ssl=tls,
-        # Per node. redis-py's cluster pool does not queue: past this, a call fails at once (503).
         max_connections=max_connections,
+        queue_timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=quick_retry(),

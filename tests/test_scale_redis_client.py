@@ -75,6 +75,7 @@ async def test_each_url_gives_its_client() -> None:
         assert isinstance(cluster, RedisCluster), (url, mode)
         assert sorted(n.port for n in cluster.startup_nodes) == ([1, 2] if "," in url else [1])
         assert cluster.get_connection_kwargs()["max_connections"] == 9
+        assert cluster._turns._value == 9  # the queue that replaces MaxConnectionsError
         await cluster.aclose()
 
     secure = connect("rediss+cluster://h:1/")
@@ -153,7 +154,7 @@ async def durable_gateway(
 ) -> AsyncIterator[GatewayStack]:
     master, _ = master_and_replica
     async with (
-        running_server(master.url, redis_wait_replicas=1, redis_wait_timeout_ms=200) as stack,
+        running_server(master.url, redis_wait_replicas=1, redis_wait_timeout_ms=1000) as stack,
         gateway_in_front_of(stack) as gw,
     ):
         yield gw
@@ -180,7 +181,7 @@ async def test_writes_wait_for_the_replica_and_fail_loudly_without_it(
 
     replica.stop()
     refused = await call(gw.http, "POST", SECRETS, token=token, body={"name": "b", "value": "v"})
-    detail = "0 of 1 replicas acknowledged the write within 200 ms"
+    detail = "0 of 1 replicas acknowledged the write within 1000 ms"
     assert (refused.status, refused.json) == (503, {"message": UNAVAILABLE, "detail": detail})
     # Reads do not wait; the master did apply the refused write, which is why the caller must not assume either way.
     listed = await call(gw.http, "GET", SECRETS, token=token)
