@@ -27,12 +27,22 @@ class GatewayConfig:
     keepalive_seconds: float = 30.0
     # The channel's reconnect backoff ceiling: how soon a restarted server is noticed at worst.
     max_reconnect_backoff_seconds: float = 2.0
+    # Abuse bounds. API requests handled at once by this process (more are answered 503 at once); time to
+    # receive a whole body (a slow sender gets 408); header count and size of one header line, so that a
+    # request's headers take at most max_headers * max_header_bytes.
+    max_concurrent_requests: int = 1000
+    body_timeout_seconds: float = 15.0
+    max_headers: int = 64
+    max_header_bytes: int = 8190
 
     def __post_init__(self) -> None:
         assert self.max_body_bytes > 0, "max_body_bytes must be positive"
         assert self.default_deadline_seconds > 0, "default_deadline_seconds must be positive"
         assert bool(self.grpc_tls_cert) == bool(self.grpc_tls_key), "TLS cert and key go together"
         assert not self.grpc_tls_cert or self.grpc_tls_ca, "a client certificate needs grpc_tls_ca"
+        assert self.max_concurrent_requests > 0, "max_concurrent_requests must be positive"
+        assert self.body_timeout_seconds > 0, "body_timeout_seconds must be positive"
+        assert self.max_headers > 0 and self.max_header_bytes > 0, "header bounds must be positive"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -54,6 +64,10 @@ ENV = {
     "grpc_tls_server_name": "USERSECRETS_GRPC_TLS_SERVER_NAME",
     "keepalive_seconds": "USERSECRETS_GRPC_KEEPALIVE",
     "max_reconnect_backoff_seconds": "USERSECRETS_GRPC_MAX_BACKOFF",
+    "max_concurrent_requests": "USERSECRETS_MAX_CONCURRENT_REQUESTS",
+    "body_timeout_seconds": "USERSECRETS_BODY_TIMEOUT",
+    "max_headers": "USERSECRETS_MAX_HEADERS",
+    "max_header_bytes": "USERSECRETS_MAX_HEADER_BYTES",
 }
 
 
