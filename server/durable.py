@@ -140,18 +140,18 @@ async def _cluster_pair(
                 await _learn(cluster, keys[0])
             _raise_first([answer, acked])
             return answer, int(acked)
-        last, asking = answer, False
+        last = answer
         if isinstance(answer, rexc.NoScriptError):
-            await cluster.script_load(script.script)
+            await cluster.script_load(script.script)  # then the same node, with ASKING again if it was asked
         elif isinstance(answer, rexc.MovedError):
-            node = None
+            node, asking = None, False
             await _learn(cluster, keys[0])
         elif isinstance(answer, rexc.AskError):
             # The slot is migrating: this one call goes to the importing node, announced by ASKING.
             node = cluster.get_node(host=answer.host or node.host, port=answer.port)
             asking = node is not None
         else:
-            node = None
+            node, asking = None, False
             await asyncio.sleep(TRY_AGAIN_PAUSE)
             await _learn(cluster, keys[0])
     assert last is not None
