@@ -25,6 +25,23 @@ class ParameterError(ValueError):
 
 
 _TEXT_TO_BOOL = {"true": True, "false": False, "1": True, "0": False}
+# Our request bodies are flat objects. Nesting past this is refused with its own detail (nesting deep enough
+# to exhaust the parser's stack already fails there, as invalid JSON).
+MAX_JSON_DEPTH = 32
+TOO_DEEP = f"the JSON nesting is deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _deeper_than(value: dict[str, Any], limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]  # iterative: a deep value cannot exhaust the stack here either
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                if depth == limit:
+                    return True
+                if child:
+                    stack.append((child, depth + 1))
+    return False
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -41,6 +58,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise CodecError("invalid JSON") from exc
     if type(value) is not dict:
         raise CodecError(f"the request body must be a JSON object, not {json_type(value)}")
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise CodecError(TOO_DEEP)
     return value
 
 
