@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -15,23 +16,29 @@ from usersecrets.gateway.routes import RpcRoute
 from usersecrets.gateway.upstream import Upstream
 
 _CHUNK = 64 * 1024
+BODY_TOO_SLOW = "Request body was not received in time."
 
 
 def _too_large(cap: int) -> errors.ApiError:
     return errors.ApiError(413, errors.BODY_TOO_LARGE, f"The body must not exceed {cap} bytes.")
 
 
-async def read_body(request: web.Request, cap: int) -> bytes:
+async def read_body(request: web.Request, cap: int, seconds: float) -> bytes:
     """The body, refused as soon as it is known to pass `cap`: from Content-Length before reading, else
-    while streaming (chunked bodies), so an oversized body is never held in memory."""
+    while streaming (chunked bodies), so an oversized body is never held in memory. A sender too slow to
+    finish within `seconds` gets 408: it cannot hold a request slot (and its buffer) for ever."""
     declared = request.content_length
     if declared is not None and declared > cap:
         raise _too_large(cap)
     buffer = bytearray()
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        buffer += chunk
-        if len(buffer) > cap:
-            raise _too_large(cap)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                buffer += chunk
+                if len(buffer) > cap:
+                    raise _too_large(cap)
+    except TimeoutError:
+        raise errors.ApiError(408, BODY_TOO_SLOW, f"The body must arrive within {seconds:g} seconds.") from None
     return bytes(buffer)
 
 
@@ -50,7 +57,7 @@ async def transcode(
     config: GatewayConfig,
     request_id: str,
 ) -> web.Response:
-    raw = await read_body(request, config.max_body_bytes) if route.has_body else None
+    raw = await read_body(request, config.max_body_bytes, config.body_timeout_seconds) if route.has_body else None
     try:
         message = route.binding.build(raw, values, request.query.items())
     except CodecError as exc:
