@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from usersecrets.gateway import errors, openapi, ops
+from usersecrets.gateway.admission import make_admission
 from usersecrets.gateway.codec import Codecs
 from usersecrets.gateway.config import GatewayConfig
 from usersecrets.gateway.httprule import parse
@@ -106,7 +107,16 @@ def create_app(config: GatewayConfig) -> web.Application:
     codecs = Codecs()
     rpc_routes = tuple(build_routes(SERVICE, codecs))
     metrics = GatewayMetrics.create()
-    app = web.Application(middlewares=[make_middleware(metrics)], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[make_middleware(metrics), make_admission(config.max_concurrent_requests)],
+        client_max_size=config.max_body_bytes,
+        # aiohttp's parser enforces these before any handler runs (answering 400 and closing).
+        handler_args={
+            "max_headers": config.max_headers,
+            "max_field_size": config.max_header_bytes,
+            "max_line_size": config.max_header_bytes,
+        },
+    )
     app[CONFIG] = config
     app[METRICS] = metrics
     app[RPC_ROUTES] = rpc_routes
