@@ -79,8 +79,6 @@ INVALID_PARAMETER = "Invalid request parameter."
 INVALID_PATH = "Invalid request path."
 
 FALLBACK_BODY = b'{"message":"Internal error."}'
-# A refused body is never read: the connection is closed after the answer instead of draining the rest.
-BODY_REFUSED = frozenset({408, 413})
 _DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -159,8 +157,6 @@ def error_response(err: ApiError) -> web.Response:
         body = FALLBACK_BODY
     response = web.Response(status=err.status, body=body, content_type="application/json")
     response.headers.update(err.headers)
-    if err.status in BODY_REFUSED:
-        response.force_close()
     return response
 
 
