@@ -31,6 +31,8 @@ def channel_options(config: GatewayConfig) -> list[tuple[str, Any]]:
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", int(config.max_reconnect_backoff_seconds * 1000)),
+        # With a `dns:///headless-service:port` target every server replica gets calls, not just the first.
+        ("grpc.lb_policy_name", "round_robin"),
     ]
     if config.grpc_tls_server_name:
         options.append(("grpc.ssl_target_name_override", config.grpc_tls_server_name))
