@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,5 +61,6 @@ async def running_server(redis_url: str, key_spec: str | None = None, **override
     try:
         yield ServerStack(redis_url, config, key_spec, app, direct)
     finally:
-        await direct.aclose()
-        await app.stop(0.5)
+        # Bounded, so a teardown stuck on a dead Redis (a failover test's) cannot hang the whole suite.
+        await asyncio.wait_for(direct.aclose(), timeout=10)
+        await asyncio.wait_for(app.stop(0.5), timeout=20)
