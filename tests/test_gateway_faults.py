@@ -111,13 +111,6 @@ async def test_paused_redis_passes_the_deadline_504(stack: GatewayStack, own_red
     assert (reply.status, reply.raw) == (200, b"[]")
 
 
-async def test_tiny_grpc_timeout_is_504(stack: GatewayStack) -> None:
-    _, token = await stack.user("alice")
-    for method, path in [("GET", SECRETS), ("GET", f"{SECRETS}/k"), ("DELETE", f"{SECRETS}/k")]:
-        reply = await call(stack.http, method, path, token=token, headers={"Grpc-Timeout": "1n"})
-        assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED}), method
-
-
 async def test_a_write_whose_deadline_passes_before_it_runs_stores_nothing(
     stack: GatewayStack, own_redis: RedisProcess
 ) -> None:
