@@ -23,8 +23,10 @@ async def test_stopped_redis_is_storage_unavailable(tmp_path: Path) -> None:
     proc.start()
     client = aioredis.from_url(proc.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=1)
     store = SecretStore(client)
-    await store.create(UID, secret("s"))
-    proc.stop()
+    try:
+        await store.create(UID, secret("s"))
+    finally:
+        proc.stop()
     calls = {
         "get": store.get(UID, "s"),
         "list": store.list(UID),
