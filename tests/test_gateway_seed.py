@@ -51,7 +51,6 @@ SECRET_KEYS = {"created_at", "description", "env_name", "file_path", "id", "name
 DATE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z")
 
 
-
 @pytest.fixture
 async def gateway(server_stack: ServerStack) -> AsyncIterator[GatewayStack]:
     async with gateway_in_front_of(server_stack) as stack:
