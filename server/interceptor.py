@@ -62,18 +62,29 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._authenticate = authenticate
         self._metrics = metrics
         self._limiter = limiter
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method  # type: ignore[attr-defined]
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None or method.startswith(UNAUTHENTICATED_PREFIXES):
             return handler
+        wrapped = self._wrap(method, handler)
+        # One wrapper per method of ours (a fixed, small set), built on its first call.
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         short = method.rsplit("/", 1)[-1]
+        latency = self._metrics.latency.labels(short)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -98,12 +109,14 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 status = grpc_errors.to_status(exc)
                 code = status.code
                 await context.abort_with_status(status)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
+            except grpc.aio.AbortError:
+                raise  # an abort above, whose code is already recorded
+            except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
             except Exception:
                 code = grpc.StatusCode.INTERNAL
-                # exc_info logs the type only (see logs.py); the text could quote data.
+                # exc_info logs the type and frames only (see common/jsonlog.py); the text could quote data.
                 event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
                 log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
                 await context.abort_with_status(grpc_errors.internal_status())
@@ -111,7 +124,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 elapsed = time.perf_counter() - started
                 self._metrics.in_flight.dec()
                 self._metrics.calls.labels(short, code.name).inc()
-                self._metrics.latency.labels(short).observe(elapsed)
+                latency.observe(elapsed)
                 event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
 
         return grpc.unary_unary_rpc_method_handler(
