@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from tests import test_gateway_rest as rest
+from tests import test_gateway_rest_auth as rest_auth
 from tests import test_grpc_authz as authz
 from tests import test_grpc_errors as grpc_errors
 from tests import test_grpc_races as races
@@ -46,9 +47,9 @@ test_rest_conflict_on_patch_and_case_sensitivity = rest.test_conflict_on_patch_a
 test_rest_limit_count = rest.test_limit_count
 test_rest_limit_total_bytes = rest.test_limit_total_bytes
 test_rest_limit_env_bytes = rest.test_limit_env_bytes
-test_rest_unauthenticated = rest.test_unauthenticated
-test_rest_other_users_secrets_forbidden = rest.test_another_users_secrets_are_forbidden_whether_or_not_they_exist
-test_rest_rejected_create_leaves_state_untouched = rest.test_stored_state_of_a_rejected_create_is_untouched
+test_rest_unauthenticated = rest_auth.test_unauthenticated
+test_rest_other_users_secrets_forbidden = rest_auth.test_another_users_secrets_are_forbidden_whether_or_not_they_exist
+test_rest_rejected_create_leaves_state_untouched = rest_auth.test_stored_state_of_a_rejected_create_is_untouched
 test_grpc_concurrent_duplicates = races.test_thirty_concurrent_duplicates_give_one_success
 test_grpc_concurrent_creates_past_the_limit = races.test_eighty_concurrent_distinct_creates_give_fifty
 test_grpc_random_concurrent_mix = races.test_random_concurrent_mix_keeps_every_index_in_step
