@@ -87,6 +87,23 @@ async def write(
     return answer
 
 
+NO_WAIT = WaitPolicy(0, 0)
+
+
+async def read(redis: Redis | RedisCluster, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """A script that writes nothing: no WAIT, but on a cluster the same sender, so ASK during a migration is safe."""
+    return await write(redis, script, keys, args, NO_WAIT)
+
+
+def _not_local_as_try_again(answer: Any) -> Any:
+    """A read script (list.lua) reads keys it cannot declare; on the importing node of a migrating slot Redis
+    stops it at the first such key, before it returned anything. Write scripts declare every key, so only a
+    read meets this: try again, as for TRYAGAIN, until the slot has moved."""
+    if isinstance(answer, rexc.ResponseError) and str(answer).startswith("Script attempted to access a non local key"):
+        return rexc.TryAgainError("slot migrating")
+    return answer
+
+
 def _raise_first(results: list[Any]) -> None:
     for result in results:
         if isinstance(result, Exception):
@@ -133,7 +150,7 @@ async def _cluster_pair(
             last, node, asking = exc, None, False
             await _learn(cluster, keys[0])
             continue
-        answer = commands[evalsha].result
+        answer = _not_local_as_try_again(commands[evalsha].result)
         acked = commands[-1].result if policy.enabled else 0
         if not isinstance(answer, NOT_RUN):
             if isinstance(answer, (rexc.ConnectionError, rexc.TimeoutError)):

@@ -113,6 +113,7 @@ class SecretStore:
         self._update = redis.register_script((LUA_DIR / "update.lua").read_bytes())
         self._delete = redis.register_script((LUA_DIR / "delete.lua").read_bytes())
         self._list = redis.register_script((LUA_DIR / "list.lua").read_bytes())
+        self._get = redis.register_script((LUA_DIR / "get.lua").read_bytes())
         self._replace = redis.register_script((LUA_DIR / "replace_ciphertext.lua").read_bytes())
 
     @staticmethod
@@ -138,16 +139,19 @@ class SecretStore:
         _raise_for(result)
         return secret
 
-    async def get(self, user_id: str, name: str) -> StoredSecret:
+    async def _fields(self, user_id: str, name: str) -> dict[bytes, bytes]:
         with redis_errors():
-            fields = await self._redis.hgetall(keys.secret(user_id, name))
-        if not fields:
+            flat = await durable.read(self._redis, self._get, [keys.secret(user_id, name)], [])
+        if not flat:
             raise NotFound()
-        return secret_from_hash(fields)
+        return _pairs(flat)
+
+    async def get(self, user_id: str, name: str) -> StoredSecret:
+        return secret_from_hash(await self._fields(user_id, name))
 
     async def list(self, user_id: str) -> list[StoredSecret]:
         with redis_errors():
-            rows = await self._list(keys=[keys.names(user_id)], args=[keys.secret_prefix(user_id)])
+            rows = await durable.read(self._redis, self._list, [keys.names(user_id)], [keys.secret_prefix(user_id)])
         return [secret_from_hash(_pairs(row)) for row in rows]
 
     async def update(
@@ -179,11 +183,7 @@ class SecretStore:
         _raise_for(result)
 
     async def secret_id(self, user_id: str, name: str) -> str:
-        with redis_errors():
-            found = await self._redis.hget(keys.secret(user_id, name), "id")
-        if found is None:
-            raise NotFound()
-        return found.decode()
+        return (await self._fields(user_id, name))[b"id"].decode()
 
     async def replace_ciphertext(
         self,

@@ -212,6 +212,45 @@ async def test_slot_migration_under_load_reaches_no_caller(local_cluster: LocalC
         assert await check_all(stack.redis) == []
 
 
+async def test_reads_during_a_slot_migration_reach_no_caller(local_cluster: LocalCluster) -> None:
+    local_cluster.flush()
+    async with running_server(local_cluster.url, rate_limit_per_second=0) as stack:
+        user, token = await stack.user("reader")
+        async with stack.stub() as stub:
+            for i in range(10):
+                request = pb.CreateUserSecretRequest(user="me", name=f"s{i}", value="v")
+                await stub.CreateUserSecret(request, metadata=md(token))
+        slot = stack.redis.keyslot(keys.user(user.id))
+        target = next(m for m in local_cluster.masters_now() if m.port != local_cluster.master_of(slot).port)
+        outcomes: Counter[str] = Counter()
+        stop = asyncio.Event()
+
+        async def reader() -> None:
+            async with stack.stub() as stub:
+                while not stop.is_set():
+                    try:
+                        listed = await stub.ListUserSecrets(pb.ListUserSecretsRequest(user="me"), metadata=md(token))
+                        assert len(listed.secrets) == 10
+                        for i in range(0, 10, 3):
+                            got = await stub.GetUserSecret(
+                                pb.GetUserSecretRequest(user="me", name=f"s{i}"), metadata=md(token)
+                            )
+                            assert got.name == f"s{i}"
+                        outcomes["OK"] += 1
+                    except grpc.aio.AioRpcError as exc:
+                        outcomes[exc.code().name] += 1
+
+        readers = [asyncio.create_task(reader()) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        # One key at a time with pauses: the slot stays MIGRATING long enough for reads to meet ASK.
+        await asyncio.to_thread(local_cluster.migrate_slot, slot, target, 1, 0.02)
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.gather(*readers)
+        assert local_cluster.master_of(slot).port == target.port
+        assert set(outcomes) == {"OK"}, outcomes
+
+
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["no-wait", "wait-1"])
 async def test_writes_to_a_half_moved_slot_wait_for_the_move(local_cluster: LocalCluster, wait_replicas: int) -> None:
     local_cluster.flush()

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 
 from tests.support.redis_proc import RedisProcess
 from tests.test_store import T0, UID, secret
+from usersecrets.server import keys
 from usersecrets.server.errors import UNAVAILABLE, StorageUnavailable
 from usersecrets.server.model import SecretChanges
 from usersecrets.server.store import SecretStore, redis_errors
@@ -95,3 +96,18 @@ def test_busy_response_is_unavailable() -> None:
     busy = rexc.ResponseError("Redis is busy running a script.", status_code="BUSY")
     with pytest.raises(StorageUnavailable), redis_errors():
         raise busy
+
+
+async def test_a_listed_name_without_its_secret_is_unavailable_not_a_partial_list(redis_url: str) -> None:
+    """What a half-moved cluster slot looks like from one node; list.lua answers TRYAGAIN, never a short list."""
+    client = aioredis.from_url(redis_url)
+    try:
+        store = SecretStore(client)
+        await store.create(UID, secret("a"))
+        await store.create(UID, secret("b"))
+        await client.delete(keys.secret(UID, "a"))
+        with pytest.raises(StorageUnavailable) as err:
+            await store.list(UID)
+        assert isinstance(err.value.__cause__, rexc.TryAgainError)
+    finally:
+        await client.aclose()
