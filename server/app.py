@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis, RedisCluster
 
@@ -119,8 +120,6 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
     )
     pb_grpc.add_UserSecretsServiceServicer_to_server(UserSecretsServicer(service), server)
-    from grpc_health.v1 import health_pb2_grpc
-
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
     try:

