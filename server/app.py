@@ -6,6 +6,7 @@ port fails loudly instead of silently sharing traffic with a stranger.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +93,16 @@ class ServerApp:
         await self.health.start()
         await self.server.start()
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Refuse new calls, let in-flight ones finish within `grace`, then release Redis."""
+    async def stop(self, grace: float | None = None, on_draining: Callable[[], None] | None = None) -> None:
+        """Refuse new calls, let in-flight ones finish within `grace`, then release Redis.
+
+        `on_draining` runs once new calls are being refused (grpc starts that on the first step of stop)."""
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)
+        if on_draining is not None:
+            on_draining()
         await self.health.drain()
-        await self.server.stop(grace)
+        await stopping
         await self.health.stop()
         await self.redis.aclose()
 

@@ -29,8 +29,8 @@ async def serve(config: config_module.ServerConfig) -> None:
     await app.start()
     logs.event(log, "serving", grpc_port=app.port, grpc_listen=config.grpc_listen)
     await stop.wait()
-    logs.event(log, "draining", grace_seconds=config.shutdown_grace_seconds)
-    await app.stop(config.shutdown_grace_seconds)
+    grace = config.shutdown_grace_seconds
+    await app.stop(grace, on_draining=lambda: logs.event(log, "draining", grace_seconds=grace))
     logs.event(log, "stopped")
 
 
