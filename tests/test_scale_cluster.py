@@ -165,7 +165,8 @@ async def test_wait_for_the_shards_replica_and_for_more_than_it_has(local_cluste
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["no-wait", "wait-1"])
 async def test_slot_migration_under_load_reaches_no_caller(local_cluster: LocalCluster, wait_replicas: int) -> None:
     local_cluster.flush()
-    overrides = {"redis_wait_replicas": wait_replicas, "redis_wait_timeout_ms": 2000}
+    # The load is as fast as the stack goes: the rate limiter (tested on its own) must not be what answers.
+    overrides = {"redis_wait_replicas": wait_replicas, "redis_wait_timeout_ms": 2000, "rate_limit_per_second": 0}
     async with running_server(local_cluster.url, **overrides) as stack:
         user, token = await stack.user("mover")
         slot = stack.redis.keyslot(keys.user(user.id))
@@ -254,7 +255,8 @@ async def test_reads_during_a_slot_migration_reach_no_caller(local_cluster: Loca
 @pytest.mark.parametrize("wait_replicas", [0, 1], ids=["no-wait", "wait-1"])
 async def test_writes_to_a_half_moved_slot_wait_for_the_move(local_cluster: LocalCluster, wait_replicas: int) -> None:
     local_cluster.flush()
-    overrides = {"redis_wait_replicas": wait_replicas, "redis_wait_timeout_ms": 2000}
+    # The load is as fast as the stack goes: the rate limiter (tested on its own) must not be what answers.
+    overrides = {"redis_wait_replicas": wait_replicas, "redis_wait_timeout_ms": 2000, "rate_limit_per_second": 0}
     async with running_server(local_cluster.url, **overrides) as stack, stack.stub() as stub:
         user, token = await stack.user("mover")
         await stub.CreateUserSecret(pb.CreateUserSecretRequest(user="me", name="old", value="v"), metadata=md(token))

@@ -107,7 +107,7 @@ async def cluster_gateway(tmp_path: Path) -> AsyncIterator[tuple[LocalCluster, G
     cluster = LocalCluster(tmp_path / "cluster")
     try:
         await asyncio.to_thread(cluster.start)
-        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS}
+        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS, "rate_limit_per_second": 0}
         async with running_server(cluster.url, **overrides) as stack, gateway_in_front_of(stack) as gw:
             yield cluster, gw
     finally:
@@ -160,7 +160,7 @@ async def sentinel_gateway(tmp_path: Path) -> AsyncIterator[tuple[LocalSentinel,
     sentinel = LocalSentinel(tmp_path / "sentinel")
     try:
         await asyncio.to_thread(sentinel.start)
-        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS}
+        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS, "rate_limit_per_second": 0}
         async with running_server(sentinel.url, **overrides) as stack, gateway_in_front_of(stack) as gw:
             yield sentinel, gw
     finally:
