@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I protos -I $(PROTO_INCLUDE) \
 		--python_out=protos --pyi_out=protos --grpc_python_out=protos \
-		protos/usersecrets/v1/usersecrets.proto
+		protos/usersecrets/v1/usersecrets.proto protos/usersecrets/v1/relay.proto
 
 run: $(STAMP)
 	$(BIN)/python -m usersecrets.sdk.devrun

@@ -21,15 +21,18 @@ from usersecrets.server.crypto import Barrier, KeyRing, key_ring_from_config
 from usersecrets.server.durable import WaitPolicy
 from usersecrets.server.health import SERVICE_NAME, RedisHealth
 from usersecrets.server.identity import IdentityStore
-from usersecrets.server.interceptor import CallInterceptor
+from usersecrets.server.interceptor import CallInterceptor, CallPipeline
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.model import Principal
 from usersecrets.server.ratelimit import TokenBucketLimiter
 from usersecrets.server.redis_client import connect
+from usersecrets.server.relay import RelayServicer
 from usersecrets.server.service import SecretsService
 from usersecrets.server.servicer import UserSecretsServicer
 from usersecrets.server.store import SecretStore
 from usersecrets.server.tokencache import CachedAuthenticator
+from usersecrets.v1 import relay_pb2 as relay
+from usersecrets.v1 import relay_pb2_grpc as relay_grpc
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
 SERVER_OPTIONS = (
@@ -121,14 +124,19 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
         if config.rate_limit_per_second > 0
         else None
     )
+    pipeline = CallPipeline(authenticator(identity, config), metrics, limiter)
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(authenticator(identity, config), metrics, limiter)],
+        interceptors=[CallInterceptor(pipeline)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
     )
-    pb_grpc.add_UserSecretsServiceServicer_to_server(UserSecretsServicer(service), server)
+    servicer = UserSecretsServicer(service)
+    pb_grpc.add_UserSecretsServiceServicer_to_server(servicer, server)
+    relay_grpc.add_RelayServicer_to_server(RelayServicer(servicer, pipeline, config.max_concurrent_rpcs), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME, "grpc.health.v1.Health"), server)
+    relay_name = relay.DESCRIPTOR.services_by_name["Relay"].full_name
+    names = (SERVICE_NAME, relay_name, reflection.SERVICE_NAME, "grpc.health.v1.Health")
+    reflection.enable_server_reflection(names, server)
     try:
         port = _bind(server, config)
     except OSError:

@@ -6,10 +6,8 @@ The status message is the contract's `message`. Field violations travel as `goog
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from usersecrets.server import errors
 
@@ -38,7 +36,7 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
-def to_status(exc: errors.ServiceError) -> grpc.Status:
+def to_proto(exc: errors.ServiceError) -> status_pb2.Status:
     code, reason = _CODES[type(exc)]
     details = []
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
@@ -57,12 +55,12 @@ def to_status(exc: errors.ServiceError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(max(1, int(exc.retry_after * 1e9)))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    return rpc_status.to_status(status_pb2.Status(code=code, message=exc.message, details=details))
+    return status_pb2.Status(code=code, message=exc.message, details=details)
 
 
-def internal_status() -> grpc.Status:
+def internal_proto() -> status_pb2.Status:
     """For a bug: no exception text leaves the process (it could hold data)."""
-    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="Internal error."))
+    return status_pb2.Status(code=code_pb2.INTERNAL, message="Internal error.")
 
 
 def mapped_types() -> frozenset[type[errors.ServiceError]]:

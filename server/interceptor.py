@@ -11,10 +11,12 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 from usersecrets.common.jsonlog import REQUEST_ID, event
 from usersecrets.server import grpc_errors
@@ -24,7 +26,8 @@ from usersecrets.server.model import Principal
 from usersecrets.server.ratelimit import TokenBucketLimiter
 
 PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
-UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+# Health and reflection need no token; a relay batch is not a call itself: each call in it runs the pipeline.
+PASS_THROUGH_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.", "/usersecrets.v1.Relay/")
 MISSING_TOKEN = 'Header "Coder-Session-Token" (or "Authorization: Bearer <token>") must be provided.'  # noqa: S105
 MAX_REQUEST_ID = 128
 
@@ -35,7 +38,7 @@ def current_principal() -> Principal:
     return PRINCIPAL.get()
 
 
-def token_from_metadata(metadata: dict[str, str]) -> str:
+def token_from_metadata(metadata: Mapping[str, str]) -> str:
     token = metadata.get("coder-session-token", "")
     if token:
         return token
@@ -45,14 +48,25 @@ def token_from_metadata(metadata: dict[str, str]) -> str:
     raise Unauthenticated(MISSING_TOKEN)
 
 
-def _request_id(metadata: dict[str, str]) -> str:
+def _request_id(metadata: Mapping[str, str]) -> str:
     given = metadata.get("x-request-id", "")
     if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
         return given
     return uuid.uuid4().hex
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
+class DeadlinePassed(Exception):
+    """Raised by a call runner whose own deadline passed while the call was running."""
+
+
+DEADLINE_MESSAGE = "Deadline exceeded."
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class CallPipeline:
+    """What every call of ours goes through, however it arrived (its own RPC or an item of a relay batch):
+    request id, authentication, rate limit, deadline check, error mapping, access log, metrics."""
+
     def __init__(
         self,
         authenticate: Callable[[str], Awaitable[Principal]],
@@ -62,6 +76,58 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         self._authenticate = authenticate
         self._metrics = metrics
         self._limiter = limiter
+
+    async def run(
+        self,
+        short: str,
+        metadata: Mapping[str, str],
+        remaining: float | None,
+        invoke: Callable[[], Awaitable[Any]],
+    ) -> tuple[Any, status_pb2.Status | None]:
+        """(response, None) on success, (None, status) on a failure the caller is told about."""
+        REQUEST_ID.set(_request_id(metadata))
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        user_id = ""
+        self._metrics.in_flight.inc()
+        try:
+            principal = await self._authenticate(token_from_metadata(metadata))
+            user_id = principal.user_id
+            if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
+                raise RateLimited(wait)
+            PRINCIPAL.set(principal)
+            if remaining is not None and remaining <= 0:
+                # The caller has given up: doing the work now could store what it was told had failed.
+                raise DeadlinePassed
+            return await invoke(), None
+        except ServiceError as exc:
+            status = grpc_errors.to_proto(exc)
+            code = _CODES[status.code]
+            return None, status
+        except DeadlinePassed:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED
+            # No details: the caller sees the same status as a deadline that grpc itself enforces.
+            return None, status_pb2.Status(code=code.value[0], message=DEADLINE_MESSAGE)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            # exc_info logs the type and frames only (see common/jsonlog.py); the text could quote data.
+            event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
+            log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
+            return None, grpc_errors.internal_proto()
+        finally:
+            elapsed = time.perf_counter() - started
+            self._metrics.in_flight.dec()
+            self._metrics.calls.labels(short, code.name).inc()
+            self._metrics.latency.labels(short).observe(elapsed)
+            event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, pipeline: CallPipeline) -> None:
+        self._pipeline = pipeline
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -74,7 +140,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or method.startswith(UNAUTHENTICATED_PREFIXES):
+        if handler is None or handler.unary_unary is None or method.startswith(PASS_THROUGH_PREFIXES):
             return handler
         wrapped = self._wrap(method, handler)
         # One wrapper per method of ours (a fixed, small set), built on its first call.
@@ -84,48 +150,16 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         short = method.rsplit("/", 1)[-1]
-        latency = self._metrics.latency.labels(short)
+        run = self._pipeline.run
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            REQUEST_ID.set(_request_id(metadata))
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            user_id = ""
-            self._metrics.in_flight.inc()
-            try:
-                principal = await self._authenticate(token_from_metadata(metadata))
-                user_id = principal.user_id
-                if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
-                    raise RateLimited(wait)
-                PRINCIPAL.set(principal)
-                remaining = context.time_remaining()
-                if remaining is not None and remaining <= 0:
-                    # The caller has given up: doing the work now could store what it was told had failed.
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED
-                    await context.abort(code, "Deadline exceeded.")
-                return await inner(request, context)
-            except ServiceError as exc:
-                status = grpc_errors.to_status(exc)
-                code = status.code
-                await context.abort_with_status(status)
-            except grpc.aio.AbortError:
-                raise  # an abort above, whose code is already recorded
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                code = grpc.StatusCode.INTERNAL
-                # exc_info logs the type and frames only (see common/jsonlog.py); the text could quote data.
-                event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
-                log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
-                await context.abort_with_status(grpc_errors.internal_status())
-            finally:
-                elapsed = time.perf_counter() - started
-                self._metrics.in_flight.dec()
-                self._metrics.calls.labels(short, code.name).inc()
-                latency.observe(elapsed)
-                event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
+            response, status = await run(short, metadata, context.time_remaining(), lambda: inner(request, context))
+            if status is None:
+                return response
+            if not status.details:  # a deadline or an internal error: a plain status, as grpc itself sends
+                await context.abort(_CODES[status.code], status.message)
+            await context.abort_with_status(rpc_status.to_status(status))
 
         return grpc.unary_unary_rpc_method_handler(
             call,

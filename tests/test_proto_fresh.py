@@ -10,7 +10,10 @@ from pathlib import Path
 import google.api
 from google.protobuf import descriptor_pb2
 
-from usersecrets.v1 import usersecrets_pb2
+import pytest
+from google.protobuf.descriptor import FileDescriptor
+
+from usersecrets.v1 import relay_pb2, usersecrets_pb2
 
 
 def _without_json_names(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
@@ -27,10 +30,12 @@ def _without_json_names(file: descriptor_pb2.FileDescriptorProto) -> descriptor_
 
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO = "usersecrets/v1/usersecrets.proto"
+GENERATED = {"usersecrets/v1/usersecrets.proto": usersecrets_pb2.DESCRIPTOR, "usersecrets/v1/relay.proto": relay_pb2.DESCRIPTOR}
 
 
-def test_generated_descriptor_matches_proto_source(tmp_path: Path) -> None:
+@pytest.mark.parametrize("proto", sorted(GENERATED))
+def test_generated_descriptor_matches_proto_source(tmp_path: Path, proto: str) -> None:
+    generated: FileDescriptor = GENERATED[proto]
     include = Path(google.api.__path__[0]).parent.parent
     out = tmp_path / "set.pb"
     subprocess.run(
@@ -41,19 +46,23 @@ def test_generated_descriptor_matches_proto_source(tmp_path: Path) -> None:
             f"-I{ROOT / 'protos'}",
             f"-I{include}",
             f"--descriptor_set_out={out}",
-            PROTO,
+            proto,
         ],
         check=True,
         cwd=ROOT,
         env=dict(os.environ),
     )
     fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
-    committed = descriptor_pb2.FileDescriptorProto.FromString(usersecrets_pb2.DESCRIPTOR.serialized_pb)
+    committed = descriptor_pb2.FileDescriptorProto.FromString(generated.serialized_pb)
     stale = "protos/usersecrets/v1/*_pb2.py is stale: run `make proto` and commit"
     assert _without_json_names(fresh) == _without_json_names(committed), stale
 
 
-def test_generated_stub_lists_every_rpc() -> None:
-    grpc_source = (ROOT / "protos/usersecrets/v1/usersecrets_pb2_grpc.py").read_text()
-    for method in usersecrets_pb2.DESCRIPTOR.services_by_name["UserSecretsService"].methods:
-        assert f"/usersecrets.v1.UserSecretsService/{method.name}" in grpc_source, method.name
+@pytest.mark.parametrize("proto", sorted(GENERATED))
+def test_generated_stub_lists_every_rpc(proto: str) -> None:
+    grpc_source = (ROOT / "protos" / proto.replace(".proto", "_pb2_grpc.py")).read_text()
+    services = GENERATED[proto].services_by_name.values()
+    assert services
+    for service in services:
+        for method in service.methods:
+            assert f"/{service.full_name}/{method.name}" in grpc_source, method.name
