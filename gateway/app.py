@@ -64,7 +64,7 @@ def _local(path: str, handler: Callable[[web.Request], Awaitable[web.StreamRespo
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-    upstream = Upstream.connect(app[CONFIG], app[RPC_ROUTES])
+    upstream = Upstream.connect(app[CONFIG], app[RPC_ROUTES], app[METRICS].relay_batch_calls.observe)
     app[UPSTREAM] = upstream
     yield
     await upstream.channel.close(grace=None)

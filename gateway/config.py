@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from usersecrets.common.settings import build_parser, load_settings
 
+RELAY_MAX_CALLS = 256  # the server's bound on calls per batch (server/relay.py)
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
@@ -34,6 +36,10 @@ class GatewayConfig:
     body_timeout_seconds: float = 15.0
     max_headers: int = 64
     max_header_bytes: int = 8190
+    # Calls travel to the server in relay batches: at most this many batches on their way at once (0: one
+    # gRPC call per request, as towards a server without the Relay service), each of at most relay_max_calls.
+    relay_in_flight: int = 2
+    relay_max_calls: int = 64
 
     def __post_init__(self) -> None:
         assert self.max_body_bytes > 0, "max_body_bytes must be positive"
@@ -43,6 +49,8 @@ class GatewayConfig:
         assert self.max_concurrent_requests > 0, "max_concurrent_requests must be positive"
         assert self.body_timeout_seconds > 0, "body_timeout_seconds must be positive"
         assert self.max_headers > 0 and self.max_header_bytes > 0, "header bounds must be positive"
+        assert self.relay_in_flight >= 0, "relay_in_flight must not be negative"
+        assert 0 < self.relay_max_calls <= RELAY_MAX_CALLS, f"relay_max_calls must be 1 to {RELAY_MAX_CALLS}"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -68,6 +76,8 @@ ENV = {
     "body_timeout_seconds": "USERSECRETS_BODY_TIMEOUT",
     "max_headers": "USERSECRETS_MAX_HEADERS",
     "max_header_bytes": "USERSECRETS_MAX_HEADER_BYTES",
+    "relay_in_flight": "USERSECRETS_RELAY_IN_FLIGHT",
+    "relay_max_calls": "USERSECRETS_RELAY_MAX_CALLS",
 }
 
 

@@ -80,6 +80,7 @@ INVALID_PATH = "Invalid request path."
 
 FALLBACK_BODY = b'{"message":"Internal error."}'
 _DETAILS_KEY = "grpc-status-details-bin"
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def http_status(code: grpc.StatusCode) -> int:
@@ -124,15 +125,23 @@ def _status_details(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
 
 
 def from_rpc_error(err: grpc.aio.AioRpcError) -> ApiError:
-    code = err.code()
-    status = _status_details(err)
+    return from_status(err.code(), _status_details(err), err.details())
+
+
+def from_relay_status(status: status_pb2.Status) -> ApiError:
+    """A call's own status from a relay batch; without details it was not written by the service's rules."""
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return from_status(code, status if status.details else None, status.message)
+
+
+def from_status(code: grpc.StatusCode, status: status_pb2.Status | None, text: str | None) -> ApiError:
     detail = ""
     validations: list[Validation] = []
     headers: dict[str, str] = {}
     if status is None:
-        message = _CHANNEL_MESSAGES.get(code) or err.details() or code.name
+        message = _CHANNEL_MESSAGES.get(code) or text or code.name
     else:
-        message = status.message or err.details() or code.name
+        message = status.message or text or code.name
         for packed in status.details:
             if packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()

@@ -18,6 +18,7 @@ class GatewayMetrics:
     requests: Counter
     latency: Histogram
     in_flight: Gauge
+    relay_batch_calls: Histogram
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -40,6 +41,12 @@ class GatewayMetrics:
             in_flight=Gauge(
                 "usersecrets_gateway_requests_in_flight",
                 "HTTP requests being answered now.",
+                registry=registry,
+            ),
+            relay_batch_calls=Histogram(
+                "usersecrets_gateway_relay_batch_calls",
+                "Calls carried by each relay batch sent to the server.",
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
                 registry=registry,
             ),
         )

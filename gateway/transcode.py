@@ -12,6 +12,7 @@ from usersecrets.gateway import errors, headers
 from usersecrets.gateway.binding import ParameterError
 from usersecrets.gateway.codec import CodecError
 from usersecrets.gateway.config import GatewayConfig
+from usersecrets.gateway.relay import RelayUnsupported
 from usersecrets.gateway.routes import RpcRoute
 from usersecrets.gateway.upstream import Upstream
 
@@ -66,6 +67,19 @@ async def transcode(
         raise errors.ApiError(400, errors.INVALID_PARAMETER, str(exc), grpc_code="INVALID_ARGUMENT") from None
     timeout = headers.timeout_seconds(request.headers, config.default_deadline_seconds)
     metadata = headers.metadata(request.headers, request_id, request.remote)
+    if upstream.relay.supported:
+        try:
+            result = await upstream.relay.call(route.rpc_path, message, metadata, timeout)
+        except RelayUnsupported:
+            pass  # nothing ran: the direct call below
+        except TimeoutError:
+            raise errors.from_status(grpc.StatusCode.DEADLINE_EXCEEDED, None, None) from None
+        except grpc.aio.AioRpcError as err:
+            raise errors.from_rpc_error(err) from None
+        else:
+            if result.status.code:
+                raise errors.from_relay_status(result.status)
+            return render(route, route.response_class.FromString(result.response))
     try:
         reply = await upstream.calls[route.rpc_path](message, metadata=metadata, timeout=timeout, wait_for_ready=False)
     except grpc.aio.AioRpcError as err:

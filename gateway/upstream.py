@@ -6,7 +6,7 @@ that is down is a fast UNAVAILABLE (503) instead of a request hanging until its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from usersecrets.gateway.config import GatewayConfig
+from usersecrets.gateway.relay import RelayClient
 from usersecrets.gateway.routes import RpcRoute
 
 USER_AGENT = "usersecrets-gateway"
@@ -60,9 +61,12 @@ class Upstream:
     channel: grpc.aio.Channel
     calls: dict[str, grpc.aio.UnaryUnaryMultiCallable]  # by RpcRoute.rpc_path
     health: health_pb2_grpc.HealthStub
+    relay: RelayClient
 
     @classmethod
-    def connect(cls, config: GatewayConfig, routes: Iterable[RpcRoute]) -> Upstream:
+    def connect(
+        cls, config: GatewayConfig, routes: Iterable[RpcRoute], on_batch: Callable[[int], None] | None = None
+    ) -> Upstream:
         channel = open_channel(config)
         calls = {
             r.rpc_path: channel.unary_unary(
@@ -72,4 +76,5 @@ class Upstream:
             )
             for r in routes
         }
-        return cls(channel, calls, health_pb2_grpc.HealthStub(channel))
+        relay = RelayClient(channel, config.relay_in_flight, config.relay_max_calls, on_batch)
+        return cls(channel, calls, health_pb2_grpc.HealthStub(channel), relay)

@@ -81,7 +81,7 @@ class CallPipeline:
         self,
         short: str,
         metadata: Mapping[str, str],
-        remaining: float | None,
+        time_remaining: Callable[[], float | None],
         invoke: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, status_pb2.Status | None]:
         """(response, None) on success, (None, status) on a failure the caller is told about."""
@@ -96,6 +96,7 @@ class CallPipeline:
             if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
                 raise RateLimited(wait)
             PRINCIPAL.set(principal)
+            remaining = time_remaining()  # after authentication, which may have waited on Redis
             if remaining is not None and remaining <= 0:
                 # The caller has given up: doing the work now could store what it was told had failed.
                 raise DeadlinePassed
@@ -154,7 +155,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            response, status = await run(short, metadata, context.time_remaining(), lambda: inner(request, context))
+            response, status = await run(short, metadata, context.time_remaining, lambda: inner(request, context))
             if status is None:
                 return response
             if not status.details:  # a deadline or an internal error: a plain status, as grpc itself sends

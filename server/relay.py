@@ -10,7 +10,6 @@ like direct calls are by grpc's `maximum_concurrent_rpcs`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,10 +37,10 @@ def _failed(code: int, message: str) -> relay.RelayResult:
     return relay.RelayResult(status=status_pb2.Status(code=code, message=message))
 
 
-async def _within(remaining: float | None, work: Awaitable[Any]) -> Any:
-    if remaining is None:
+async def _within(deadline: float | None, work: Awaitable[Any]) -> Any:
+    if deadline is None:
         return await work
-    scope = asyncio.timeout(remaining)
+    scope = asyncio.timeout_at(deadline)
     try:
         async with scope:
             return await work
@@ -68,7 +67,7 @@ class RelayServicer(relay_grpc.RelayServicer):
     async def Batch(self, request: relay.RelayRequest, context: grpc.aio.ServicerContext) -> relay.RelayResponse:
         if len(request.calls) > MAX_CALLS:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, TOO_MANY_CALLS)
-        received = time.monotonic()
+        received = asyncio.get_running_loop().time()
         # gather runs each call in a task of its own, with a copy of this context: contextvars stay per call.
         results = await asyncio.gather(*(self._one(call, received) for call in request.calls))
         return relay.RelayResponse(results=results)
@@ -84,12 +83,17 @@ class RelayServicer(relay_grpc.RelayServicer):
             return _failed(code_pb2.INVALID_ARGUMENT, BAD_REQUEST)
         if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
             return _failed(code_pb2.RESOURCE_EXHAUSTED, BUSY)
-        remaining = call.timeout_us / 1e6 - (time.monotonic() - received) if call.timeout_us > 0 else None
+        loop = asyncio.get_running_loop()
+        deadline = received + call.timeout_us / 1e6 if call.timeout_us > 0 else None
+
+        def time_remaining() -> float | None:
+            return None if deadline is None else deadline - loop.time()
+
         self._in_flight += 1
         try:
             # The servicer's methods take no data from the context; a relayed call has none of its own.
             response, status = await self._pipeline.run(
-                short, call.metadata, remaining, lambda: _within(remaining, handler(message, None))
+                short, call.metadata, time_remaining, lambda: _within(deadline, handler(message, None))
             )
         finally:
             self._in_flight -= 1
