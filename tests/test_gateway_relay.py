@@ -1,0 +1,437 @@
+"""The gateway's relay through REST: calls leave in shared Relay/Batch RPCs, yet each REST request is answered
+exactly as a direct call would be (statuses, bodies, Retry-After, its own deadline), a server without Relay
+gets direct calls, an outage is a fast 503, and batches do not break on gRPC's message size limits.
+
+All real: Redis, gRPC servers, HTTP. `own_server` (tests/support/relay_gateway.py) is a second real server
+over a stack's store, without Relay (an older server) or with the real RelayServicer behind `GatedRelay`,
+which records each batch and can hold one batch's answer so the test decides which calls travel together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.gateway_stack import GatewayStack, call, gateway_in_front_of, running_gateway
+from tests.support.redis_proc import RedisProcess
+from tests.support.relay_gateway import (
+    BUCKETS,
+    Histogram,
+    eventually,
+    gated_gateway,
+    normalised,
+    own_server,
+    pause_redis,
+    relay_client,
+    relay_histogram,
+    singles,
+    timed,
+    wait_queued,
+)
+from tests.support.stack import ServerStack, running_server
+from usersecrets.gateway import errors
+from usersecrets.server import keys
+
+SECRETS = "/api/v2/users/me/secrets"
+SIGNED_OUT = "You are signed out or your session has expired. Please sign in again to continue."
+MISSING_TOKEN = 'Header "Coder-Session-Token" (or "Authorization: Bearer <token>") must be provided.'
+NOT_FOUND = "Resource not found or you do not have access to this resource"
+VALIDATION_FAILED = "Validation failed."
+RETRY_DETAIL = re.compile(r"Try again in (0\.\d{3}|1\.000) seconds\.\Z")
+DEADLINE_BODY = {"message": errors.DEADLINE_EXCEEDED}
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
+    """A Redis of this test's own, for CLIENT PAUSE (the session's Redis is never paused)."""
+    proc = RedisProcess(tmp_path / "redis")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# ---- batching -----------------------------------------------------------------------------------------
+
+
+async def test_concurrent_requests_leave_in_shared_batches(server_stack: ServerStack) -> None:
+    async with gateway_in_front_of(server_stack) as gw:
+        _, token = await gw.user("alice")
+        created: dict[str, Any] = {}
+        for i in range(40):
+            body = {"name": f"k{i:02d}", "value": f"v{i}", "description": f"d{i}"}
+            reply = await call(gw.http, "POST", SECRETS, token=token, body=body)
+            assert reply.status == 201, reply
+            created[body["name"]] = reply.json
+        # One at a time on an idle gateway: each call leaves at once, alone.
+        assert await relay_histogram(gw.http) == singles(40)
+
+        replies = await asyncio.gather(*(call(gw.http, "GET", f"{SECRETS}/{n}", token=token) for n in created))
+        assert [(r.status, r.json) for r in replies] == [(200, body) for body in created.values()]
+        after = await relay_histogram(gw.http)
+        assert after.sum == 80
+        get_batches = after.count - 40
+        assert 1 <= get_batches < 40, after
+        assert after.buckets["64.0"] == after.count
+
+
+async def test_batches_hold_at_most_relay_max_calls(server_stack: ServerStack) -> None:
+    async with gateway_in_front_of(server_stack, relay_max_calls=4) as gw:
+        _, token = await gw.user("alice")
+        replies = await asyncio.gather(*(call(gw.http, "GET", SECRETS, token=token) for _ in range(40)))
+        assert [(r.status, r.raw) for r in replies] == [(200, b"[]")] * 40
+        after = await relay_histogram(gw.http)
+        assert after.sum == 40
+        assert after.buckets["4.0"] == after.count >= 10, after
+
+
+async def test_at_most_relay_in_flight_batches_are_out(server_stack: ServerStack) -> None:
+    async with gated_gateway(server_stack, relay_in_flight=2) as rig:
+        _, token = await server_stack.user("alice")
+        first = await rig.hold_batch(call(rig.http, "GET", SECRETS, token=token))
+        second = asyncio.create_task(call(rig.http, "GET", SECRETS, token=token))
+        await rig.gated.wait_batches(2)  # the second slot: its answer is held too
+        rest = [asyncio.create_task(call(rig.http, "GET", SECRETS, token=token)) for _ in range(3)]
+        await wait_queued(rig.relay, 3)
+        assert len(rig.gated.batches) == 2, "a third batch left while two were out"
+        rig.gated.open()
+        replies = [await first, await second, *[await r for r in rest]]
+        assert [(r.status, r.raw) for r in replies] == [(200, b"[]")] * 5
+        assert [len(b.calls) for b in rig.gated.batches] == [1, 1, 3]
+        histogram = Histogram(3, 5, {"1.0": 2.0, "2.0": 2.0} | dict.fromkeys(BUCKETS[2:], 3.0))
+        assert await relay_histogram(rig.http) == histogram
+
+
+# ---- relay off: the same REST contract --------------------------------------------------------------
+
+SECRET = {
+    "id": "<id>",
+    "name": "k",
+    "description": "d",
+    "env_name": "K_ENV",
+    "file_path": "~/k",
+    "created_at": "<time>",
+    "updated_at": "<time>",
+}
+CONTRACT_TABLE = [
+    ("create", 201, SECRET),
+    ("list", 200, [SECRET]),
+    ("get", 200, SECRET),
+    ("patch", 200, SECRET | {"description": "d2"}),
+    (
+        "invalid",
+        400,
+        {
+            "message": VALIDATION_FAILED,
+            "validations": [
+                {"field": "name", "detail": "name must not contain '/', '?' or '#'"},
+                {"field": "value", "detail": "value is required"},
+                {
+                    "field": "env_name",
+                    "detail": "env_name must start with a letter or underscore and contain only letters, digits "
+                    "and underscores",
+                },
+                {"field": "file_path", "detail": "file_path must start with ~/ or /"},
+            ],
+        },
+    ),
+    ("missing", 404, {"message": NOT_FOUND}),
+    ("no token", 401, {"message": SIGNED_OUT, "detail": MISSING_TOKEN}),
+    ("other user", 403, {"message": "Forbidden."}),
+    ("delete", 204, b""),
+    ("deleted", 404, {"message": NOT_FOUND}),
+]
+
+
+async def run_contract_table(gw: GatewayStack, tag: str) -> list[tuple[str, int, Any]]:
+    """CONTRACT_TABLE's requests, in order, for fresh users; each body normalised."""
+    _, token = await gw.user(f"alice-{tag}")
+    await gw.user(f"olga-{tag}")
+    item = f"{SECRETS}/k"
+    body = {"name": "k", "value": "v", "description": "d", "env_name": "K_ENV", "file_path": "~/k"}
+    invalid = {"name": "a/b", "value": "", "env_name": "1X", "file_path": "rel"}
+    requests: list[tuple[str, str, str, str | None, Any]] = [
+        ("create", "POST", SECRETS, token, body),
+        ("list", "GET", SECRETS, token, None),
+        ("get", "GET", item, token, None),
+        ("patch", "PATCH", item, token, {"description": "d2"}),
+        ("invalid", "POST", SECRETS, token, invalid),
+        ("missing", "GET", f"{SECRETS}/nope", token, None),
+        ("no token", "GET", SECRETS, None, None),
+        ("other user", "GET", f"/api/v2/users/olga-{tag}/secrets", token, None),
+        ("delete", "DELETE", item, token, None),
+        ("deleted", "GET", item, token, None),
+    ]
+    replies = {step: await call(gw.http, m, path, token=t, body=b) for step, m, path, t, b in requests}
+    created, patched = replies["create"].json, replies["patch"].json
+    # What normalising hides is checked first: one id and created_at throughout, updated_at moved by PATCH.
+    assert replies["get"].json == created and replies["list"].json == [created]
+    assert (patched["id"], patched["created_at"]) == (created["id"], created["created_at"])
+    assert created["updated_at"] == created["created_at"] < patched["updated_at"]
+    assert replies["delete"].headers.get("Content-Type") is None
+    return [(step, r.status, r.raw if r.status == 204 else normalised(r.json)) for step, r in replies.items()]
+
+
+async def test_relay_off_and_on_answer_the_same(server_stack: ServerStack) -> None:
+    async with (
+        gateway_in_front_of(server_stack) as relayed,
+        gateway_in_front_of(server_stack, relay_in_flight=0) as direct,
+    ):
+        through_relay = await run_contract_table(relayed, "relay")
+        through_direct = await run_contract_table(direct, "direct")
+        assert through_relay == through_direct == CONTRACT_TABLE
+        assert await relay_histogram(relayed.http) == singles(len(CONTRACT_TABLE))
+        assert await relay_histogram(direct.http) == singles(0)
+        assert relay_client(relayed.gateway.app).supported is True
+        assert relay_client(direct.gateway.app).supported is False
+
+
+# ---- a server without the Relay service -------------------------------------------------------------
+
+
+async def test_server_without_relay_gets_direct_calls(server_stack: ServerStack) -> None:
+    async with (
+        own_server(server_stack) as target,
+        running_gateway(target) as gateway,
+        aiohttp.ClientSession(gateway.url) as http,
+    ):
+        client = relay_client(gateway.app)
+        assert client.supported is True
+        user, token = await server_stack.user("alice")
+        # A write first: had the refused batch run it, the direct call after it would be 409.
+        created = await call(http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
+        assert created.status == 201, created
+        assert client.supported is False
+        assert await server_stack.redis.zrange(keys.names(user.id), 0, -1) == [b"k"]
+
+        replies = await asyncio.gather(
+            *(call(http, "GET", f"{SECRETS}/k", token=token) for _ in range(10)),
+            call(http, "GET", f"{SECRETS}/nope", token=token),
+            call(http, "GET", SECRETS),
+        )
+        assert [(r.status, r.json) for r in replies] == [(200, created.json)] * 10 + [
+            (404, {"message": NOT_FOUND}),
+            (401, {"message": SIGNED_OUT, "detail": MISSING_TOKEN}),
+        ]
+        assert await relay_histogram(http) == singles(1)  # only the refused first batch was ever sent
+
+
+# ---- errors through relay equal the direct path -----------------------------------------------------
+
+
+async def test_rate_limit_429_is_the_same_through_relay(redis_url: str) -> None:
+    async with (
+        running_server(redis_url, rate_limit_per_second=1, rate_limit_burst=1) as server,
+        gateway_in_front_of(server) as relayed,
+        gateway_in_front_of(server, relay_in_flight=0) as direct,
+    ):
+        seen = {}
+        for tag, gw in (("relay", relayed), ("direct", direct)):
+            _, token = await server.user(f"alice-{tag}")
+            first = await call(gw.http, "GET", SECRETS, token=token)
+            assert (first.status, first.raw) == (200, b"[]")
+            limited = await call(gw.http, "GET", SECRETS, token=token)
+            assert limited.status == 429 and RETRY_DETAIL.match(limited.json["detail"]), limited
+            seen[tag] = (limited.status, limited.headers["Retry-After"], limited.json | {"detail": "<wait>"})
+        assert seen["relay"] == seen["direct"] == (429, "1", {"message": "Rate limit exceeded.", "detail": "<wait>"})
+        assert await relay_histogram(relayed.http) == singles(2)
+
+
+async def test_deadline_while_redis_is_paused_is_504_both_ways(own_redis: RedisProcess) -> None:
+    async with (
+        running_server(own_redis.url) as server,
+        gateway_in_front_of(server) as relayed,
+        gateway_in_front_of(server, relay_in_flight=0) as direct,
+    ):
+        _, token = await server.user("alice")
+        created = await call(relayed.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
+        assert created.status == 201
+        await pause_redis(own_redis.url, 800)
+        timeout = {"Grpc-Timeout": "200m"}
+        replies = await asyncio.gather(
+            call(relayed.http, "GET", f"{SECRETS}/k", token=token, headers=timeout),
+            call(direct.http, "GET", f"{SECRETS}/k", token=token, headers=timeout),
+        )
+        assert [(r.status, r.json) for r in replies] == [(504, DEADLINE_BODY)] * 2
+        for gw in (relayed, direct):
+            reply = await eventually(gw.http, f"{SECRETS}/k", token, 200)
+            assert (reply.status, reply.json) == (200, created.json)
+
+
+async def test_status_without_details_is_the_same_through_relay(server_stack: ServerStack) -> None:
+    """A call that fails on a bug (here a corrupt stored row) gets a plain INTERNAL status with no google.rpc
+    details, inside the batch's results as on a direct call: both are the fixed 500 body."""
+    async with (
+        gateway_in_front_of(server_stack) as relayed,
+        gateway_in_front_of(server_stack, relay_in_flight=0) as direct,
+    ):
+        user, token = await server_stack.user("alice")
+        assert (await call(relayed.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})).status == 201
+        await server_stack.redis.hset(keys.secret(user.id, "k"), "created_at", "not a number")
+        for gw in (relayed, direct):
+            reply = await call(gw.http, "GET", f"{SECRETS}/k", token=token)
+            assert (reply.status, reply.json) == (500, {"message": errors.INTERNAL})
+        assert await relay_histogram(relayed.http) == singles(2)
+
+
+# ---- each request keeps its own deadline ------------------------------------------------------------
+
+
+async def test_short_deadline_is_504_while_a_concurrent_long_one_succeeds(own_redis: RedisProcess) -> None:
+    async with running_server(own_redis.url) as server, gateway_in_front_of(server) as gw:
+        _, token = await server.user("alice")
+        created = await call(gw.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
+        assert created.status == 201
+        await pause_redis(own_redis.url, 800)
+        (short, short_seconds), long = await asyncio.gather(
+            timed(call(gw.http, "GET", f"{SECRETS}/k", token=token, headers={"Grpc-Timeout": "200m"})),
+            call(gw.http, "GET", f"{SECRETS}/k", token=token, headers={"Grpc-Timeout": "5S"}),
+        )
+        assert (short.status, short.json) == (504, DEADLINE_BODY)
+        assert short_seconds < 0.7
+        assert (long.status, long.json) == (200, created.json)
+
+
+async def test_deadline_of_one_call_inside_a_shared_batch(own_redis: RedisProcess) -> None:
+    async with running_server(own_redis.url) as server, gated_gateway(server, relay_in_flight=1) as rig:
+        _, token = await server.user("alice")
+        created = await call(rig.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
+        assert created.status == 201
+        blocker = await rig.hold_batch(call(rig.http, "GET", SECRETS, token=token))
+        item = f"{SECRETS}/k"
+        short = asyncio.create_task(timed(call(rig.http, "GET", item, token=token, headers={"Grpc-Timeout": "200m"})))
+        long = asyncio.create_task(call(rig.http, "GET", item, token=token, headers={"Grpc-Timeout": "5S"}))
+        await wait_queued(rig.relay, 2)
+        await pause_redis(own_redis.url, 800)
+        rig.gated.open()  # the two queued calls now leave together, into the paused Redis
+        short_reply, short_seconds = await short
+        assert (short_reply.status, short_reply.json) == (504, DEADLINE_BODY)
+        assert short_seconds < 0.7
+        long_reply = await long
+        assert (long_reply.status, long_reply.json) == (200, created.json)
+        assert ((await blocker).status, (await blocker).json) == (200, [created.json])
+        assert [len(b.calls) for b in rig.gated.batches] == [1, 1, 2]
+
+
+async def test_time_spent_queued_counts_against_the_servers_deadline(own_redis: RedisProcess) -> None:
+    """A call that waited in the gateway's queue has less time left when its batch leaves; the server must be
+    told that, or it may store a write after the gateway has answered the caller 504 (the direct path's
+    deadline check after authentication exists to prevent exactly that)."""
+    async with running_server(own_redis.url) as server, gated_gateway(server, relay_in_flight=1) as rig:
+        _, token = await server.user("alice")
+        blocker = await rig.hold_batch(call(rig.http, "GET", SECRETS, token=token))
+        started = time.monotonic()
+        body = {"name": "late", "value": "v"}
+        late = asyncio.create_task(
+            call(rig.http, "POST", SECRETS, token=token, body=body, headers={"Grpc-Timeout": "400m"})
+        )
+        await wait_queued(rig.relay, 1)
+        await asyncio.sleep(max(0.0, started + 0.25 - time.monotonic()))
+        # Queued 250 ms of its 400; Redis then holds it until ~500 ms, past its deadline.
+        await pause_redis(own_redis.url, 250)
+        rig.gated.open()
+        reply = await late
+        assert (reply.status, reply.json) == (504, DEADLINE_BODY)
+        assert ((await blocker).status, (await blocker).raw) == (200, b"[]")
+        sent_us = rig.gated.batches[-1].calls[0].timeout_us
+        stored = await eventually(rig.http, SECRETS, token, 200)
+        assert (stored.status, normalised(stored.json)) == (200, []), (
+            f"written after its 504: the batch told the server timeout_us={sent_us} (the full 400 ms) "
+            "although the call had waited ~250 ms in the queue"
+        )
+
+
+# ---- server down ------------------------------------------------------------------------------------
+
+
+async def test_server_down_is_fast_503_through_relay_then_recovers(server_stack: ServerStack) -> None:
+    async with gateway_in_front_of(server_stack) as gw:
+        client = relay_client(gw.gateway.app)
+        _, token = await gw.user("alice")
+        created = await call(gw.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
+        assert created.status == 201
+        await server_stack.app.stop(0)
+        try:
+            started = time.monotonic()
+            for method, path in [("GET", SECRETS), ("GET", f"{SECRETS}/k"), ("DELETE", f"{SECRETS}/k")]:
+                reply = await call(gw.http, method, path, token=token)
+                assert (reply.status, reply.json) == (503, {"message": errors.UNAVAILABLE}), method
+            replies = await asyncio.gather(*(call(gw.http, "GET", f"{SECRETS}/k", token=token) for _ in range(5)))
+            assert [(r.status, r.json) for r in replies] == [(503, {"message": errors.UNAVAILABLE})] * 5
+            assert time.monotonic() - started < 2.0, "a down server must not hold requests until their deadline"
+            assert client.supported is True  # UNAVAILABLE is an outage, not a server without Relay
+            assert (await relay_histogram(gw.http)).sum == 1 + 3 + 5  # every call went out in a batch
+        finally:
+            restarted = await gw.restart_server()
+        try:
+            reply = await eventually(gw.http, f"{SECRETS}/k", token, 200)
+            assert (reply.status, reply.json) == (200, created.json)
+            assert client.supported is True
+        finally:
+            await restarted.stop(0)
+
+
+# ---- batch size: gRPC's 4 MiB message limit ---------------------------------------------------------
+
+
+async def test_answers_too_big_for_one_message_still_reach_each_caller(server_stack: ServerStack) -> None:
+    """12 lists of ~410 kB each: fine one by one (the direct path), over 4 MiB as one batch's answer."""
+    async with gated_gateway(server_stack, relay_in_flight=1) as rig:
+        _, token = await server_stack.user("alice")
+        for i in range(50):
+            body = {
+                "name": f"k{i:02d}",
+                "value": "v",
+                "description": "d" * 4096,
+                "file_path": f"/{i:02d}/" + "f" * 4090,
+            }
+            assert (await call(rig.http, "POST", SECRETS, token=token, body=body)).status == 201
+        listed = await call(rig.http, "GET", SECRETS, token=token)
+        assert listed.status == 200 and len(listed.json) == 50
+        blocker = await rig.hold_batch(call(rig.http, "GET", f"{SECRETS}/k00", token=token))
+        lists = [asyncio.create_task(call(rig.http, "GET", SECRETS, token=token)) for _ in range(12)]
+        await wait_queued(rig.relay, 12)
+        rig.gated.open()
+        assert (await blocker).status == 200
+        replies = [await task for task in lists]
+        assert [(r.status, r.raw) for r in replies] == [(200, listed.raw)] * 12
+        assert [len(b.calls) for b in rig.gated.batches[-2:]] == [1, 12]
+
+
+async def test_requests_too_big_for_one_message_do_not_fail_their_batch(server_stack: ServerStack) -> None:
+    """Five ~1 MB bodies (each under the gateway's 1 MiB cap, each refused by validation on its own) must not
+    turn a stranger's small call in the same batch into an error, nor themselves into something else."""
+    too_long = {
+        "message": VALIDATION_FAILED,
+        "validations": [{"field": "value", "detail": "value must not exceed 24576 bytes"}],
+    }
+    async with (
+        gated_gateway(server_stack, relay_in_flight=1) as rig,
+        gateway_in_front_of(server_stack, relay_in_flight=0) as direct,
+    ):
+        _, alice = await server_stack.user("alice")
+        _, bob = await server_stack.user("bob")
+        big = [{"name": f"big{i}", "value": "x" * 1_000_000} for i in range(5)]
+        reference = await call(direct.http, "POST", SECRETS, token=alice, body=big[0])
+        assert (reference.status, reference.json) == (400, too_long)
+        blocker = await rig.hold_batch(call(rig.http, "GET", SECRETS, token=bob))
+        posts = [asyncio.create_task(call(rig.http, "POST", SECRETS, token=alice, body=b)) for b in big]
+        small = asyncio.create_task(call(rig.http, "GET", SECRETS, token=bob))
+        await wait_queued(rig.relay, 6)
+        rig.gated.open()
+        assert ((await blocker).status, (await blocker).raw) == (200, b"[]")
+        replies = [await task for task in [*posts, small]]
+        assert [(r.status, r.raw if r.status == 200 else r.json) for r in replies] == [(400, too_long)] * 5 + [
+            (200, b"[]")
+        ]
+        # The gateway sent the blocker alone, then the six together.
+        histogram = Histogram(2, 7, {"1.0": 1.0, "2.0": 1.0, "4.0": 1.0} | dict.fromkeys(BUCKETS[3:], 2.0))
+        assert await relay_histogram(rig.http) == histogram
