@@ -57,10 +57,13 @@ UNAVAILABLE = "The secrets service is unavailable. Try again later."
 DEADLINE_EXCEEDED = "The request deadline passed before the secrets service answered."
 CANCELLED = "The request was cancelled."
 INTERNAL = "Internal error."
+BUSY = "The secrets service is busy. Try again later."
 NOT_IMPLEMENTED = "Not implemented."
 _CHANNEL_MESSAGES: Mapping[grpc.StatusCode, str] = MappingProxyType(
     {
         grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
+        # grpcio's own (a message over a size limit, a full server) names sizes and addresses.
+        grpc.StatusCode.RESOURCE_EXHAUSTED: BUSY,
         grpc.StatusCode.DEADLINE_EXCEEDED: DEADLINE_EXCEEDED,
         grpc.StatusCode.CANCELLED: CANCELLED,
         # grpcio answers UNKNOWN / UNIMPLEMENTED with the text of an exception a servicer raised.

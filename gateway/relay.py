@@ -23,6 +23,12 @@ from google.protobuf.message import Message
 from usersecrets.v1 import relay_pb2 as relay
 
 BATCH_METHOD = "/usersecrets.v1.Relay/Batch"
+# A batch's request stays well under grpc's default 4 MiB receive limit on the server: calls join a batch while
+# their requests fit in this budget (a call larger than it travels alone, as it would directly).
+BATCH_REQUEST_BYTES = 2 * 1024 * 1024
+# The largest answer of one call: a list of 50 secrets with every field at its limit is under 450 KiB. The
+# gateway's channel accepts relay_max_calls of them in one batch answer (upstream.channel_options).
+RESPONSE_BYTES_PER_CALL = 512 * 1024
 BATCH_MARGIN_SECONDS = 0.5  # the batch RPC outlives its calls' deadlines a little: the server answers those
 
 
@@ -35,6 +41,7 @@ class _Pending:
     call: relay.RelayCall
     future: asyncio.Future[relay.RelayResult]
     deadline: float
+    size: int
 
 
 class RelayClient:
@@ -66,10 +73,9 @@ class RelayClient:
         TimeoutError when the call's deadline passed first, RelayUnsupported when the server has no Relay."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[relay.RelayResult] = loop.create_future()
-        call = relay.RelayCall(
-            method=method, request=message.SerializeToString(), metadata=dict(metadata), timeout_us=int(seconds * 1e6)
-        )
-        self._pending.append(_Pending(call, future, loop.time() + seconds))
+        request = message.SerializeToString()
+        call = relay.RelayCall(method=method, request=request, metadata=dict(metadata))
+        self._pending.append(_Pending(call, future, loop.time() + seconds, len(request)))
         self._schedule(loop)
         async with asyncio.timeout(seconds):
             return await future
@@ -83,16 +89,28 @@ class RelayClient:
         self._flush_scheduled = False
         loop = asyncio.get_running_loop()
         while self._pending and self._in_flight < self._max_in_flight:
-            taken, self._pending = self._pending[: self._max_calls], self._pending[self._max_calls :]
+            taken = self._take()
             now = loop.time()
             # A call whose caller gave up (its deadline passed, or its request was cancelled) is not sent.
             live = [p for p in taken if not p.future.done() and p.deadline > now]
             if not live:
                 continue
+            for p in live:  # the time the caller still gives it, now that it leaves: queueing counts
+                p.call.timeout_us = max(1, int((p.deadline - now) * 1e6))
             self._in_flight += 1
             task = loop.create_task(self._send(live, max(p.deadline for p in live) - now))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[_Pending]:
+        """The next batch: up to max_calls calls whose requests fit in BATCH_REQUEST_BYTES (at least one)."""
+        count, size = 0, 0
+        for p in self._pending:
+            if count == self._max_calls or (count and size + p.size > BATCH_REQUEST_BYTES):
+                break
+            count, size = count + 1, size + p.size
+        taken, self._pending = self._pending[:count], self._pending[count:]
+        return taken
 
     async def _send(self, batch: list[_Pending], seconds: float) -> None:
         try:

@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 
 from usersecrets.gateway.config import GatewayConfig
-from usersecrets.gateway.relay import RelayClient
+from usersecrets.gateway.relay import RESPONSE_BYTES_PER_CALL, RelayClient
 from usersecrets.gateway.routes import RpcRoute
 
 USER_AGENT = "usersecrets-gateway"
@@ -34,6 +34,8 @@ def channel_options(config: GatewayConfig) -> list[tuple[str, Any]]:
         ("grpc.max_reconnect_backoff_ms", int(config.max_reconnect_backoff_seconds * 1000)),
         # With a `dns:///headless-service:port` target every server replica gets calls, not just the first.
         ("grpc.lb_policy_name", "round_robin"),
+        # One relay batch answers up to relay_max_calls calls at once.
+        ("grpc.max_receive_message_length", max(4 * 1024 * 1024, config.relay_max_calls * RESPONSE_BYTES_PER_CALL)),
     ]
     if config.grpc_tls_server_name:
         options.append(("grpc.ssl_target_name_override", config.grpc_tls_server_name))

@@ -7,6 +7,7 @@ context variable set in the same task that runs the handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -83,29 +84,38 @@ class CallPipeline:
         metadata: Mapping[str, str],
         time_remaining: Callable[[], float | None],
         invoke: Callable[[], Awaitable[Any]],
+        deadline: float | None = None,
     ) -> tuple[Any, status_pb2.Status | None]:
-        """(response, None) on success, (None, status) on a failure the caller is told about."""
+        """(response, None) on success, (None, status) on a failure the caller is told about.
+
+        `deadline` (event-loop time) cuts the whole call, authentication included, for callers whose transport
+        does not (a relay batch); grpc enforces a direct call's deadline itself."""
         REQUEST_ID.set(_request_id(metadata))
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         user_id = ""
         self._metrics.in_flight.inc()
+        scope = asyncio.timeout_at(deadline) if deadline is not None else None
         try:
-            principal = await self._authenticate(token_from_metadata(metadata))
-            user_id = principal.user_id
-            if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
-                raise RateLimited(wait)
-            PRINCIPAL.set(principal)
-            remaining = time_remaining()  # after authentication, which may have waited on Redis
-            if remaining is not None and remaining <= 0:
-                # The caller has given up: doing the work now could store what it was told had failed.
-                raise DeadlinePassed
-            return await invoke(), None
+            async with scope or contextlib.nullcontext():
+                principal = await self._authenticate(token_from_metadata(metadata))
+                user_id = principal.user_id
+                if self._limiter is not None and (wait := self._limiter.acquire(principal.token_id)):
+                    raise RateLimited(wait)
+                PRINCIPAL.set(principal)
+                remaining = time_remaining()  # after authentication, which may have waited on Redis
+                if remaining is not None and remaining <= 0:
+                    # The caller has given up: doing the work now could store what it was told had failed.
+                    raise DeadlinePassed
+                return await invoke(), None
         except ServiceError as exc:
             status = grpc_errors.to_proto(exc)
             code = _CODES[status.code]
             return None, status
-        except DeadlinePassed:
+        except (DeadlinePassed, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError) and (scope is None or not scope.expired()):
+                code = grpc.StatusCode.INTERNAL
+                return None, self._internal(short)
             code = grpc.StatusCode.DEADLINE_EXCEEDED
             # No details: the caller sees the same status as a deadline that grpc itself enforces.
             return None, status_pb2.Status(code=code.value[0], message=DEADLINE_MESSAGE)
@@ -114,16 +124,21 @@ class CallPipeline:
             raise
         except Exception:
             code = grpc.StatusCode.INTERNAL
-            # exc_info logs the type and frames only (see common/jsonlog.py); the text could quote data.
-            event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
-            log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
-            return None, grpc_errors.internal_proto()
+            return None, self._internal(short)
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.in_flight.dec()
             self._metrics.calls.labels(short, code.name).inc()
             self._metrics.latency.labels(short).observe(elapsed)
             event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
+
+    @staticmethod
+    def _internal(short: str) -> status_pb2.Status:
+        """Called from an except clause. exc_info logs the type and frames only (see common/jsonlog.py): the
+        exception's text could quote data."""
+        event(log, "internal error", logging.ERROR, method=short, error="unhandled exception")
+        log.debug("internal error", exc_info=True, extra={"fields": {"method": short}})
+        return grpc_errors.internal_proto()
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):

@@ -18,7 +18,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 
-from usersecrets.server.interceptor import CallPipeline, DeadlinePassed
+from usersecrets.server.interceptor import CallPipeline
 from usersecrets.v1 import relay_pb2 as relay
 from usersecrets.v1 import relay_pb2_grpc as relay_grpc
 from usersecrets.v1 import usersecrets_pb2 as pb
@@ -35,19 +35,6 @@ Handler = Callable[[Any, Any], Awaitable[Any]]
 
 def _failed(code: int, message: str) -> relay.RelayResult:
     return relay.RelayResult(status=status_pb2.Status(code=code, message=message))
-
-
-async def _within(deadline: float | None, work: Awaitable[Any]) -> Any:
-    if deadline is None:
-        return await work
-    scope = asyncio.timeout_at(deadline)
-    try:
-        async with scope:
-            return await work
-    except TimeoutError:
-        if scope.expired():
-            raise DeadlinePassed from None
-        raise
 
 
 class RelayServicer(relay_grpc.RelayServicer):
@@ -91,9 +78,10 @@ class RelayServicer(relay_grpc.RelayServicer):
 
         self._in_flight += 1
         try:
-            # The servicer's methods take no data from the context; a relayed call has none of its own.
+            # The servicer's methods take no data from the context; a relayed call has none of its own. The
+            # deadline covers the whole call, authentication included, as grpc's does for a direct call.
             response, status = await self._pipeline.run(
-                short, call.metadata, time_remaining, lambda: _within(deadline, handler(message, None))
+                short, call.metadata, time_remaining, lambda: handler(message, None), deadline
             )
         finally:
             self._in_flight -= 1

@@ -432,6 +432,7 @@ async def test_requests_too_big_for_one_message_do_not_fail_their_batch(server_s
         assert [(r.status, r.raw if r.status == 200 else r.json) for r in replies] == [(400, too_long)] * 5 + [
             (200, b"[]")
         ]
-        # The gateway sent the blocker alone, then the six together.
-        histogram = Histogram(2, 7, {"1.0": 1.0, "2.0": 1.0, "4.0": 1.0} | dict.fromkeys(BUCKETS[3:], 2.0))
-        assert await relay_histogram(rig.http) == histogram
+        # The gateway sent the blocker alone, then the six in three batches that fit its 2 MiB request budget
+        # (at most two of the 1 MB bodies each; which call joins which depends on when each body was read).
+        seen = await relay_histogram(rig.http)
+        assert (seen.count, seen.sum, seen.buckets["4.0"]) == (4, 7, 4)

@@ -159,6 +159,7 @@ async def test_every_status_code_end_to_end(rig: Rig, code: grpc.StatusCode) -> 
     reply = await call(rig.http, "GET", f"{ITEM}/code-{code.name}")
     want_message = {
         grpc.StatusCode.UNAVAILABLE: errors.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: errors.BUSY,
         grpc.StatusCode.DEADLINE_EXCEEDED: errors.DEADLINE_EXCEEDED,
         grpc.StatusCode.CANCELLED: errors.CANCELLED,
         grpc.StatusCode.UNKNOWN: errors.INTERNAL,
