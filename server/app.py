@@ -25,6 +25,7 @@ from usersecrets.server.interceptor import CallInterceptor, CallPipeline
 from usersecrets.server.metrics import ServerMetrics
 from usersecrets.server.model import Principal
 from usersecrets.server.ratelimit import TokenBucketLimiter
+from usersecrets.server.reads import pipelined_reads
 from usersecrets.server.redis_client import connect
 from usersecrets.server.relay import RelayServicer
 from usersecrets.server.service import SecretsService
@@ -114,8 +115,9 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
     ring = key_ring or key_ring_from_config(config)
     redis = redis_client(config)
     metrics = ServerMetrics()
-    identity = IdentityStore(redis)
-    store = SecretStore(redis, WaitPolicy(config.redis_wait_replicas, config.redis_wait_timeout_ms))
+    reads = pipelined_reads(redis)  # shared: the token and secret lookups of one relay batch leave together
+    identity = IdentityStore(redis, reads=reads)
+    store = SecretStore(redis, WaitPolicy(config.redis_wait_replicas, config.redis_wait_timeout_ms), reads)
     service = SecretsService(store, identity, Barrier(ring))
     health = RedisHealth(redis, metrics, config.health_interval_seconds)
 

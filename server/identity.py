@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from usersecrets.server import errors, keys
 from usersecrets.server.model import Principal, User
+from usersecrets.server.reads import PipelinedReads
 from usersecrets.server.store import redis_errors
 
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$")
@@ -89,8 +90,11 @@ def _digest(token_secret: str) -> str:
 
 
 class IdentityStore:
-    def __init__(self, redis, clock: Callable[[], float] = time.time) -> None:  # type: ignore[no-untyped-def]
+    def __init__(  # type: ignore[no-untyped-def]
+        self, redis, clock: Callable[[], float] = time.time, reads: PipelinedReads | None = None
+    ) -> None:
         self._redis = redis
+        self._hgetall = reads.hgetall if reads is not None else redis.hgetall
         self._clock = clock
         self._grant_role = redis.register_script(_GRANT_ROLE_LUA)
         self._create_token = redis.register_script(_NEW_SESSION_LUA)
@@ -177,7 +181,7 @@ class IdentityStore:
             raise errors.Unauthenticated(INVALID_FORMAT)
         token_id, token_secret = match.groups()
         with redis_errors():
-            fields = await self._redis.hgetall(keys.token(token_id))
+            fields = await self._hgetall(keys.token(token_id))
         stored_hash = fields.get(b"hash")
         if stored_hash is None or not hmac.compare_digest(stored_hash, _digest(token_secret).encode()):
             raise errors.Unauthenticated(INVALID_KEY)

@@ -22,6 +22,8 @@ from .model import SecretChanges, StoredSecret
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
+    from .reads import PipelinedReads
+
 LUA_DIR = Path(__file__).parent / "lua"
 
 # Redis is down, starting, failing over, out of memory or too busy: the caller may retry later.
@@ -106,8 +108,11 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 class SecretStore:
-    def __init__(self, redis: Redis | RedisCluster, wait: durable.WaitPolicy | None = None) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, wait: durable.WaitPolicy | None = None, reads: PipelinedReads | None = None
+    ) -> None:
         self._redis = redis
+        self._reads = reads
         self._wait = wait or durable.WaitPolicy(0, 0)
         self._create = redis.register_script((LUA_DIR / "create.lua").read_bytes())
         self._update = redis.register_script((LUA_DIR / "update.lua").read_bytes())
@@ -140,11 +145,15 @@ class SecretStore:
         return secret
 
     async def _fields(self, user_id: str, name: str) -> dict[bytes, bytes]:
+        key = keys.secret(user_id, name)
         with redis_errors():
-            flat = await durable.read(self._redis, self._get, [keys.secret(user_id, name)], [])
-        if not flat:
+            if self._reads is not None:
+                found = await self._reads.hgetall(key)
+            else:  # a cluster: through the ASK-safe script sender, like the writes
+                found = _pairs(await durable.read(self._redis, self._get, [key], []))
+        if not found:
             raise NotFound()
-        return _pairs(flat)
+        return found
 
     async def get(self, user_id: str, name: str) -> StoredSecret:
         return secret_from_hash(await self._fields(user_id, name))

@@ -12,7 +12,6 @@ store) and reads every log record at debug level, as the processes would print t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import uuid
@@ -36,7 +35,6 @@ from usersecrets.sdk import AsyncClient, CreateUserSecretRequest, UpdateUserSecr
 from usersecrets.server.crypto import generate_key_spec
 from usersecrets.server.identity import IdentityStore
 from usersecrets.server.model import SERVICE_ROLE
-from usersecrets.server.store import LUA_DIR
 from usersecrets.v1 import usersecrets_pb2 as pb
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
@@ -291,8 +289,8 @@ async def test_a_redis_error_quoting_the_canaries_stays_out_of_answers_and_logs(
         quoted = f"ERR odd reply quoting {VALUE} and {token}"
         try:
             plan.add(Fault(Kind.RAISE, command="EVALSHA", error=rexc.ResponseError(quoted)))
-            get_sha = hashlib.sha1((LUA_DIR / "get.lua").read_bytes()).hexdigest()  # noqa: S324 - Redis's script id
-            plan.add(Fault(Kind.RAISE, command="EVALSHA", sha=get_sha, error=rexc.ResponseError(quoted)))
+            # The third HGETALL: the create's token lookup, the get's token lookup, then the get's secret.
+            plan.add(Fault(Kind.RAISE, command="HGETALL", at=3, error=rexc.ResponseError(quoted)))
             created = await call(gw.http, "POST", f"{API}/me/secrets", token=token, body={"name": "s", "value": VALUE})
             got = await call(gw.http, "GET", f"{API}/me/secrets/s", token=token)
         finally:

@@ -120,6 +120,34 @@ class _FaultyConnection:
         await super().send_command(*args, **kwargs)  # type: ignore[misc]
         self._pending_fault = fault
 
+    # A pipeline (the server pipelines concurrent reads) packs its commands, then sends them in one write: the
+    # plan sees each command, and the first fault that fires acts on the whole write, as a real one would.
+    _pipelined: list[Sequence[Any]] | None = None
+
+    def pack_commands(self, commands: Sequence[Sequence[Any]]) -> Any:
+        self._pipelined = list(commands)
+        return super().pack_commands(commands)  # type: ignore[misc]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        pipelined, self._pipelined = self._pipelined, None
+        if not pipelined:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        chosen = [self._plan.choose(args) for args in pipelined]
+        fault = next((f for f in chosen if f is not None), None)
+        self._pending_fault = None
+        if fault is not None and fault.kind is Kind.DELAY:
+            await asyncio.sleep(fault.seconds)
+        elif fault is not None and fault.kind is Kind.RAISE:
+            assert fault.error is not None, "RAISE needs an error"
+            raise fault.error
+        elif fault is not None and fault.kind is Kind.DROP_BEFORE_SEND:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise rexc.ConnectionError("fault injected: connection dropped before the command was sent")
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        if fault is not None and fault.kind is not Kind.DELAY:
+            self._pending_fault = fault
+
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         fault, self._pending_fault = self._pending_fault, None
         if fault is None:
