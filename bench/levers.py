@@ -1,7 +1,8 @@
 """`python -m bench.levers`: measure levers that need no change to the server or gateway code.
 
 - REST GET and gRPC GET on the stack as shipped and with one thing changed (see VARIANTS): asyncio's loop
-  instead of uvloop, the gateway-to-server hop over a Unix socket, the server's rate limiter off. Variants
+  instead of uvloop, the gateway-to-server hop over a Unix socket, the server's rate limiter off, the gateway's
+  relay batching off (one gRPC call per request) or with 1 or 4 batches in flight instead of 2. Variants
   alternate within each round so the machine's background noise falls on all of them; medians are reported.
 - Redis hash encoding: bytes per stored secret with Redis's default `hash-max-listpack-value 64` (the 137-byte
   sealed value pushes every secret hash into a hashtable) and with 256 (the hash stays a listpack).
@@ -30,6 +31,9 @@ VARIANTS: dict[str, dict] = {
     "asyncio loop": {"uvloop": False},
     "unix socket hop": {"grpc_unix": True},
     "no rate limiter": {"server_env": {"USERSECRETS_RATE_LIMIT": "0"}},
+    "no relay": {"gateway_env": {"USERSECRETS_RELAY_IN_FLIGHT": "0"}},
+    "relay 1 in flight": {"gateway_env": {"USERSECRETS_RELAY_IN_FLIGHT": "1"}},
+    "relay 4 in flight": {"gateway_env": {"USERSECRETS_RELAY_IN_FLIGHT": "4"}},
 }
 
 

@@ -104,10 +104,11 @@ class Stack:
     http_port: int = 0
     metrics_port: int = 0
     # Levers to measure, not settings: asyncio's own loop instead of uvloop; the gateway-to-server hop over a
-    # Unix socket instead of loopback TCP (h2load cannot follow it there); extra server environment.
+    # Unix socket instead of loopback TCP (h2load cannot follow it there); extra server or gateway environment.
     uvloop: bool = True
     grpc_unix: bool = False
     server_env: dict[str, str] = field(default_factory=dict)
+    gateway_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
@@ -197,6 +198,7 @@ class Stack:
         self.http_port = free_port()
         env = self.service_env()
         env.update(USERSECRETS_GRPC_TARGET=self.grpc_target, USERSECRETS_HTTP_LISTEN=f"127.0.0.1:{self.http_port}")
+        env.update(self.gateway_env)
         proc, log = self._spawn("gateway", self._python("usersecrets.gateway.main"), env)
         wait_until("usersecrets-gateway", lambda: _http_healthy(self.http_url + "/healthz"), proc, log, 30)
 

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import google.api
-from google.protobuf import descriptor_pb2
-
 import pytest
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 
 from usersecrets.v1 import relay_pb2, usersecrets_pb2
@@ -30,7 +29,10 @@ def _without_json_names(file: descriptor_pb2.FileDescriptorProto) -> descriptor_
 
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = {"usersecrets/v1/usersecrets.proto": usersecrets_pb2.DESCRIPTOR, "usersecrets/v1/relay.proto": relay_pb2.DESCRIPTOR}
+GENERATED = {
+    "usersecrets/v1/usersecrets.proto": usersecrets_pb2.DESCRIPTOR,
+    "usersecrets/v1/relay.proto": relay_pb2.DESCRIPTOR,
+}
 
 
 @pytest.mark.parametrize("proto", sorted(GENERATED))
