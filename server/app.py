@@ -115,7 +115,7 @@ async def create_server(config: ServerConfig, *, key_ring: KeyRing | None = None
     ring = key_ring or key_ring_from_config(config)
     redis = redis_client(config)
     metrics = ServerMetrics()
-    reads = pipelined_reads(redis)  # shared: the token and secret lookups of one relay batch leave together
+    reads = pipelined_reads(redis)  # shared: the token and secret reads of one relay batch leave together
     identity = IdentityStore(redis, reads=reads)
     store = SecretStore(redis, WaitPolicy(config.redis_wait_replicas, config.redis_wait_timeout_ms), reads)
     service = SecretsService(store, identity, Barrier(ring))

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as rexc
 from redis.asyncio import Redis, RedisCluster
@@ -33,6 +33,9 @@ from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
 
 from .redis_client import QueueingRedisCluster
+
+if TYPE_CHECKING:
+    from .reads import PipelinedReads
 
 # Answers that mean the node did not run the script, so sending the pair again cannot apply a write twice.
 NOT_RUN = (
@@ -75,7 +78,10 @@ class WaitPolicy:
 async def write(
     redis: Redis | RedisCluster, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], policy: WaitPolicy
 ) -> Any:
-    """The script's answer once `policy.replicas` replicas hold the write; raises NotDurable or redis errors."""
+    """The script's answer once `policy.replicas` replicas hold the write; raises NotDurable or redis errors.
+
+    Always a command of the caller's own: when the caller gives up (its deadline), the command is cancelled with
+    it and, unsent, can never land after the caller was told it failed. (Reads may share a pipeline instead.)"""
     if isinstance(redis, RedisCluster):
         answer, acked = await _cluster_pair(redis, script, keys, args, policy)
     elif policy.enabled:
@@ -90,8 +96,17 @@ async def write(
 NO_WAIT = WaitPolicy(0, 0)
 
 
-async def read(redis: Redis | RedisCluster, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-    """A script that writes nothing: no WAIT, but on a cluster the same sender, so ASK during a migration is safe."""
+async def read(
+    redis: Redis | RedisCluster,
+    script: AsyncScript,
+    keys: Sequence[str],
+    args: Sequence[Any],
+    reads: PipelinedReads | None = None,
+) -> Any:
+    """A script that writes nothing: no WAIT, but on a cluster the same sender, so ASK during a migration is safe.
+    On a standalone Redis it goes with the other reads of its loop turn if `reads`."""
+    if reads is not None and not isinstance(redis, RedisCluster):
+        return await reads.run_script(script, keys, args)
     return await write(redis, script, keys, args, NO_WAIT)
 
 

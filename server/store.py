@@ -109,7 +109,10 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 
 class SecretStore:
     def __init__(
-        self, redis: Redis | RedisCluster, wait: durable.WaitPolicy | None = None, reads: PipelinedReads | None = None
+        self,
+        redis: Redis | RedisCluster,
+        wait: durable.WaitPolicy | None = None,
+        reads: PipelinedReads | None = None,
     ) -> None:
         self._redis = redis
         self._reads = reads
@@ -138,9 +141,8 @@ class SecretStore:
             limits.MAX_SECRETS, limits.MAX_TOTAL_VALUE_BYTES, limits.MAX_ENV_VALUE_BYTES,
         ]  # fmt: skip
         with redis_errors():
-            result = await durable.write(
-                self._redis, self._create, self._write_keys(user_id, secret.name), args, self._wait
-            )
+            write_keys = self._write_keys(user_id, secret.name)
+            result = await durable.write(self._redis, self._create, write_keys, args, self._wait)
         _raise_for(result)
         return secret
 
@@ -160,7 +162,9 @@ class SecretStore:
 
     async def list(self, user_id: str) -> list[StoredSecret]:
         with redis_errors():
-            rows = await durable.read(self._redis, self._list, [keys.names(user_id)], [keys.secret_prefix(user_id)])
+            rows = await durable.read(
+                self._redis, self._list, [keys.names(user_id)], [keys.secret_prefix(user_id)], self._reads
+            )
         return [secret_from_hash(_pairs(row)) for row in rows]
 
     async def update(
