@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.api import annotations_pb2
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
@@ -24,6 +25,9 @@ from usersecrets.v1 import relay_pb2_grpc as relay_grpc
 from usersecrets.v1 import usersecrets_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["UserSecretsService"]
+# Only the methods with a REST route: the gateway needs no other, and a mesh policy that keeps the value RPC
+# (ListUserSecretValues) to the workspace builders cannot be sidestepped through the relay.
+RELAYED = tuple(m for m in SERVICE.methods if m.GetOptions().HasExtension(annotations_pb2.http))
 MAX_CALLS = 256
 TOO_MANY_CALLS = f"A relay batch holds at most {MAX_CALLS} calls."
 UNKNOWN_METHOD = "Method not found."
@@ -45,7 +49,7 @@ class RelayServicer(relay_grpc.RelayServicer):
                 message_factory.GetMessageClass(m.input_type),
                 getattr(servicer, m.name),
             )
-            for m in SERVICE.methods
+            for m in RELAYED
         }
         self._pipeline = pipeline
         self._max_in_flight = max_in_flight or None

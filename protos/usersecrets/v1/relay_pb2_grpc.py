@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class RelayStub:
     """Not part of the public API and without a REST route: the gateway's path to
-    the server. Anyone who may call UserSecretsService may call it; it grants
-    nothing that the single calls do not.
+    the server. It carries only the methods that have a REST route (a call of
+    ListUserSecretValues answers UNIMPLEMENTED), and grants nothing that the
+    single calls do not.
     """
 
     def __init__(self, channel):
@@ -46,8 +47,9 @@ class RelayStub:
 
 class RelayServicer:
     """Not part of the public API and without a REST route: the gateway's path to
-    the server. Anyone who may call UserSecretsService may call it; it grants
-    nothing that the single calls do not.
+    the server. It carries only the methods that have a REST route (a call of
+    ListUserSecretValues answers UNIMPLEMENTED), and grants nothing that the
+    single calls do not.
     """
 
     def Batch(self, request, context):
@@ -74,8 +76,9 @@ def add_RelayServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Relay:
     """Not part of the public API and without a REST route: the gateway's path to
-    the server. Anyone who may call UserSecretsService may call it; it grants
-    nothing that the single calls do not.
+    the server. It carries only the methods that have a REST route (a call of
+    ListUserSecretValues answers UNIMPLEMENTED), and grants nothing that the
+    single calls do not.
     """
 
     @staticmethod
