@@ -151,6 +151,8 @@ class Binding:
         grouped: dict[str, list[str]] = {}
         for key, value in query:
             grouped.setdefault(key, []).append(value)
+        if not grouped:
+            return
         bound = {p for p, _ in self.path_fields}
         for key, texts in grouped.items():
             if key in bound or (self.body and key.split(".")[0] == self.body):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -19,6 +20,7 @@ class GatewayMetrics:
     latency: Histogram
     in_flight: Gauge
     relay_batch_calls: Histogram
+    _children: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -52,8 +54,16 @@ class GatewayMetrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # The label values are bounded (known methods, route templates, statuses): so is this cache of children,
+        # which spares prometheus_client's label lookup on every request.
+        counter = self._children.get((method, route, status))
+        if counter is None:
+            counter = self._children[method, route, status] = self.requests.labels(method, route, str(status))
+        histogram = self._children.get((method, route))
+        if histogram is None:
+            histogram = self._children[method, route] = self.latency.labels(method, route)
+        counter.inc()
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

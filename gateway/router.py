@@ -43,12 +43,30 @@ class Resolved(Generic[E]):
     allow: tuple[str, ...] = ()
 
 
+CACHE_SIZE = 4096
+CACHE_PATH_MAX = 512  # longer paths are matched every time: the cache stays small whatever clients send
+
+
 class Router(Generic[E]):
     def __init__(self, routes: Sequence[Route[E]]) -> None:
         self.routes = tuple(routes)
+        # resolve() is a pure function of (method, raw path), and callers only read what it returns: recent answers
+        # are kept, bounded (emptied when full), so a busy path is matched once, not once per request.
+        self._recent: dict[tuple[str, str], Resolved[E]] = {}
 
     def resolve(self, method: str, raw_path: str) -> Resolved[E]:
         """May raise PathEncodingError when the path fits a route but a value cannot be decoded."""
+        key = (method, raw_path)
+        found = self._recent.get(key)
+        if found is None:
+            found = self._resolve(method, raw_path)
+            if len(raw_path) <= CACHE_PATH_MAX:
+                if len(self._recent) >= CACHE_SIZE:
+                    self._recent.clear()
+                self._recent[key] = found
+        return found
+
+    def _resolve(self, method: str, raw_path: str) -> Resolved[E]:
         allow: list[str] = []
         for route in self.routes:
             match, values = route.matches(method, raw_path)
