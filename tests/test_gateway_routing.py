@@ -6,8 +6,8 @@ import pytest
 
 from usersecrets.gateway.codec import Codecs
 from usersecrets.gateway.httprule import parse
-from usersecrets.gateway.pattern import Pattern
-from usersecrets.gateway.router import Match, Route, Router
+from usersecrets.gateway.pattern import PathEncodingError, Pattern
+from usersecrets.gateway.router import CACHE_PATH_MAX, CACHE_SIZE, Match, Route, Router
 from usersecrets.gateway.routes import build_routes
 from usersecrets.v1 import usersecrets_pb2 as pb
 
@@ -74,3 +74,24 @@ def test_resolve(
     got = _router().resolve(method, path)
     summary = (got.match, got.route.endpoint if got.route else None, got.values, got.allow)
     assert summary == (match, endpoint, values, allow), f"resolve({method} {path}) = {summary}"
+
+
+def test_recent_resolutions_are_reused_and_bounded() -> None:
+    router = _router()
+    first = router.resolve("GET", "/api/v2/users/me/secrets/k")
+    assert router.resolve("GET", "/api/v2/users/me/secrets/k") is first
+    assert router.resolve("DELETE", "/api/v2/users/me/secrets/k").route is not first.route  # keyed by method too
+    for i in range(CACHE_SIZE + 10):
+        assert router.resolve("GET", f"/api/v2/users/me/secrets/k{i}").values == {"user": "me", "name": f"k{i}"}
+    assert 0 < len(router._recent) <= CACHE_SIZE
+    long_path = "/api/v2/users/me/secrets/" + "a" * CACHE_PATH_MAX
+    assert router.resolve("GET", long_path).match is Match.FULL
+    assert ("GET", long_path) not in router._recent
+
+
+def test_a_path_that_cannot_be_decoded_fails_every_time() -> None:
+    router = _router()
+    for _ in range(2):
+        with pytest.raises(PathEncodingError):
+            router.resolve("GET", "/api/v2/users/me/secrets/%ZZ")
+    assert ("GET", "/api/v2/users/me/secrets/%ZZ") not in router._recent
