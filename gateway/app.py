@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from usersecrets.gateway import errors, openapi, ops
+from usersecrets.gateway import errors, openapi, ops, protocol_errors
 from usersecrets.gateway.admission import make_admission
 from usersecrets.gateway.codec import Codecs
 from usersecrets.gateway.config import GatewayConfig
@@ -104,6 +104,7 @@ async def _expect_continue(request: web.Request) -> None:
 
 
 def create_app(config: GatewayConfig) -> web.Application:
+    protocol_errors.install()
     codecs = Codecs()
     rpc_routes = tuple(build_routes(SERVICE, codecs))
     metrics = GatewayMetrics.create()
