@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import Message
 
+from usersecrets.common.futures import fail_waiting
 from usersecrets.v1 import relay_pb2 as relay
 
 BATCH_METHOD = "/usersecrets.v1.Relay/Batch"
@@ -134,17 +135,9 @@ class RelayClient:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.supported = False
                 failure = RelayUnsupported()
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(failure)
+            fail_waiting((p.future for p in batch), failure)
         except BaseException as exc:  # cancelled at shutdown, or a bug: no caller is left waiting
-            for p in batch:
-                if p.future.done():
-                    continue
-                if isinstance(exc, Exception):
-                    p.future.set_exception(exc)
-                else:
-                    p.future.cancel()
+            fail_waiting((p.future for p in batch), exc)
             raise
         else:
             results = response.results

@@ -24,6 +24,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from usersecrets.common.futures import fail_waiting
+
 MAX_PIPELINE = 128  # commands per pipeline; more in one turn leave in several
 SCRIPT_ATTEMPTS = 2  # NOSCRIPT once (Redis restarted or flushed its scripts), then it is loaded
 
@@ -81,13 +83,7 @@ class PipelinedReads:
                 # would quote the command's arguments (a key names a secret, a script's arguments hold data).
                 results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:
-            for command in commands:
-                if command.future.done():
-                    continue
-                if isinstance(exc, Exception):
-                    command.future.set_exception(exc)
-                else:
-                    command.future.cancel()
+            fail_waiting((c.future for c in commands), exc)
             if not isinstance(exc, Exception):
                 raise
             return

@@ -32,3 +32,15 @@ async def server_stack(redis_url: str) -> AsyncIterator[ServerStack]:
     """A real gRPC server over a flushed real Redis."""
     async with running_server(redis_url) as stack:
         yield stack
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
+    """A Redis of the test's own, to kill, restart or pause (the session's Redis is never disturbed);
+    append-only with fsync always, so an acknowledged write is on disk."""
+    proc = RedisProcess(tmp_path / "redis", appendonly=True)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -10,7 +10,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -31,16 +30,6 @@ async def eventually(gw: GatewayStack, path: str, token: str | None, status: int
         if reply.status == status or time.monotonic() > deadline:
             return reply
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    proc = RedisProcess(tmp_path / "redis", appendonly=True)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

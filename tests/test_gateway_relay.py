@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.support.gateway_stack import GatewayStack, call, gateway_in_front_of, running_gateway
 from tests.support.redis_proc import RedisProcess
@@ -46,17 +43,6 @@ NOT_FOUND = "Resource not found or you do not have access to this resource"
 VALIDATION_FAILED = "Validation failed."
 RETRY_DETAIL = re.compile(r"Try again in (0\.\d{3}|1\.000) seconds\.\Z")
 DEADLINE_BODY = {"message": errors.DEADLINE_EXCEEDED}
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    """A Redis of this test's own, for CLIENT PAUSE (the session's Redis is never paused)."""
-    proc = RedisProcess(tmp_path / "redis")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 # ---- batching -----------------------------------------------------------------------------------------

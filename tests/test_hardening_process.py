@@ -12,11 +12,9 @@ import asyncio
 import dataclasses
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 import redis.asyncio as aioredis
 
 from tests.support.gateway_stack import Reply, call, running_gateway
@@ -29,16 +27,6 @@ from usersecrets.server.identity import IdentityStore
 
 SECRETS = "/api/v2/users/me/secrets"
 SERVICE_DOWN = {"message": errors.UNAVAILABLE}
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    proc = RedisProcess(tmp_path / "redis")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def new_token(redis_url: str, username: str) -> str:

@@ -7,11 +7,8 @@ import asyncio
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
-import pytest
 import redis.asyncio as aioredis
 
 from tests.support.gateway_stack import GatewayStack, call, gateway_in_front_of
@@ -24,16 +21,6 @@ from usersecrets.server.consistency import check_all
 from usersecrets.server.model import SERVICE_ROLE
 
 # ---- real Redis: paused, killed ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
-    proc = RedisProcess(tmp_path / "redis", appendonly=True)  # appendfsync always: an acknowledged write is on disk
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 async def gauge(gw: GatewayStack, name: str) -> float:
