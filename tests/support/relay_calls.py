@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 from tests.support.stack import ServerStack
 from usersecrets.v1 import relay_pb2 as relay
 from usersecrets.v1 import relay_pb2_grpc as relay_grpc
+from usersecrets.v1 import usersecrets_pb2 as pb
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
 SERVICE_PATH = "/usersecrets.v1.UserSecretsService/"
@@ -148,3 +149,32 @@ async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
+
+
+# Shared by the relay test modules.
+CANARY = "canary-7c3d-relay-value"
+SIGNED_OUT = "You are signed out or your session has expired. Please sign in again to continue."
+MISSING = 'Header "Coder-Session-Token" (or "Authorization: Bearer <token>") must be provided.'
+AUTHN = "UNAUTHENTICATED"
+FORMAT = "Invalid API key format."
+INVALID = "API key is invalid."
+NOT_FOUND = "Resource not found or you do not have access to this resource"
+UNKNOWN_TOKEN = "abcdefghij-" + "x" * 22
+TOO_MANY = "A relay batch holds at most 256 calls."
+UNKNOWN_METHOD = "Method not found."
+UNPARSABLE = "The request message could not be parsed."
+BUSY = "Too many calls in flight. Try again later."
+DEADLINE = "Deadline exceeded."
+C = grpc.StatusCode
+
+
+def create(name: str = "s", value: str = CANARY, user: str = "me", **fields: str) -> pb.CreateUserSecretRequest:
+    return pb.CreateUserSecretRequest(user=user, name=name, value=value, **fields)
+
+
+def get(name: str = "s", user: str = "me") -> pb.GetUserSecretRequest:
+    return pb.GetUserSecretRequest(user=user, name=name)
+
+
+def listing(user: str = "me") -> pb.ListUserSecretsRequest:
+    return pb.ListUserSecretsRequest(user=user)

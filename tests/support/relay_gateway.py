@@ -30,6 +30,7 @@ from aiohttp import web
 
 from tests.support.gateway_stack import Reply, RunningGateway, call, running_gateway
 from tests.support.stack import ServerStack
+from usersecrets.gateway import errors
 from usersecrets.gateway.app import UPSTREAM
 from usersecrets.gateway.relay import RelayClient
 from usersecrets.server.app import SERVER_OPTIONS
@@ -238,3 +239,13 @@ def normalised(body: Any) -> Any:
         assert UUID.match(body["id"]) and TIMESTAMP.match(body["created_at"]) and TIMESTAMP.match(body["updated_at"])
         return body | {"id": "<id>", "created_at": "<time>", "updated_at": "<time>"}
     return body
+
+
+# Shared by the relay test modules.
+SECRETS = "/api/v2/users/me/secrets"
+SIGNED_OUT = "You are signed out or your session has expired. Please sign in again to continue."
+MISSING_TOKEN = 'Header "Coder-Session-Token" (or "Authorization: Bearer <token>") must be provided.'
+NOT_FOUND = "Resource not found or you do not have access to this resource"
+VALIDATION_FAILED = "Validation failed."
+RETRY_DETAIL = re.compile(r"Try again in (0\.\d{3}|1\.000) seconds\.\Z")
+DEADLINE_BODY = {"message": errors.DEADLINE_EXCEEDED}
