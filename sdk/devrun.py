@@ -13,6 +13,7 @@ gracefully; on Linux they also get SIGTERM if the launcher itself dies.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -38,6 +39,7 @@ from usersecrets.sdk import errors
 from usersecrets.sdk.sync_client import Client
 from usersecrets.server import keys
 from usersecrets.server.crypto import load_or_create_key_file
+from usersecrets.server.redis_client import connect
 
 DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
@@ -262,11 +264,7 @@ class Launcher:
     def ensure_user(self, redis_url: str, env: dict[str, str]) -> tuple[str, bool]:
         remembered = self.data / "dev-user"
         username = remembered.read_text().strip() if remembered.exists() else dev_username(self.environ)
-        client = redis.Redis.from_url(redis_url)
-        try:
-            exists = bool(client.exists(keys.username(username)))
-        finally:
-            client.close()
+        exists = asyncio.run(_username_taken(redis_url, username))
         if not exists:
             self.admin(env, "create-user", "--username", username)
         remembered.write_text(username + "\n")
@@ -335,6 +333,15 @@ def _command(script: str, module: str) -> list[str]:
 
 def _without_password(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+async def _username_taken(redis_url: str, username: str) -> bool:
+    """Through the server's own client, so a cluster or Sentinel URL works as it does for the server."""
+    client = connect(redis_url)
+    try:
+        return bool(await client.exists(keys.username(username)))
+    finally:
+        await client.aclose()
 
 
 def _redis_answers(url: str) -> bool:

@@ -30,9 +30,12 @@ from tests.support.cluster import LocalCluster
 from tests.support.gateway_stack import call, gateway_in_front_of
 from tests.support.grpc_helpers import fails, md
 from tests.support.stack import ServerStack, running_server
+from usersecrets.sdk.devrun import _username_taken
 from usersecrets.server import keys
 from usersecrets.server.admin import build_parser, run_admin
 from usersecrets.server.consistency import check_all
+from usersecrets.server.identity import IdentityStore
+from usersecrets.server.redis_client import connect
 from usersecrets.v1 import usersecrets_pb2 as pb
 
 pytestmark = pytest.mark.slow
@@ -280,3 +283,15 @@ async def test_writes_to_a_half_moved_slot_wait_for_the_move(local_cluster: Loca
         assert [(s.name, s.description) for s in listed.secrets] == [("new", ""), ("old", "moved")]
         assert local_cluster.master_of(slot).port == target.port
         assert await check_all(stack.redis) == []
+
+
+async def test_make_run_finds_its_user_on_a_cluster(local_cluster: LocalCluster) -> None:
+    """`make run` over a `redis+cluster://` URL checks for its first user through the server's own client."""
+    local_cluster.flush()
+    assert await _username_taken(local_cluster.url, "devuser") is False
+    client = connect(local_cluster.url)
+    try:
+        await IdentityStore(client).create_user("devuser")
+    finally:
+        await client.aclose()
+    assert await _username_taken(local_cluster.url, "devuser") is True
