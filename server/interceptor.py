@@ -128,8 +128,7 @@ class CallPipeline:
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.in_flight.dec()
-            self._metrics.calls.labels(short, code.name).inc()
-            self._metrics.latency.labels(short).observe(elapsed)
+            self._metrics.observe_call(short, code.name, elapsed)
             event(log, "rpc", method=short, code=code.name, ms=round(elapsed * 1000, 3), user_id=user_id)
 
     @staticmethod

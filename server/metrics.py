@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -27,3 +28,16 @@ class ServerMetrics:
         )
         self.in_flight = Gauge("usersecrets_grpc_in_flight", "RPCs in progress", registry=self.registry)
         self.redis_up = Gauge("usersecrets_redis_up", "1 while Redis answers PING", registry=self.registry)
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        """One finished call. Methods and codes are a small fixed set: their labelled children are kept, which
+        spares prometheus_client's label lookup on every call."""
+        counter = self._children.get((method, code))
+        if counter is None:
+            counter = self._children[method, code] = self.calls.labels(method, code)
+        histogram = self._children.get((method,))
+        if histogram is None:
+            histogram = self._children[(method,)] = self.latency.labels(method)
+        counter.inc()
+        histogram.observe(seconds)
