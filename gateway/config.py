@@ -40,6 +40,8 @@ class GatewayConfig:
     # gRPC call per request, as towards a server without the Relay service), each of at most relay_max_calls.
     relay_in_flight: int = 2
     relay_max_calls: int = 64
+    # A batch out longer than this gives its slot back, so a slow call cannot hold up the calls queued behind it.
+    relay_stall_seconds: float = 0.05
 
     def __post_init__(self) -> None:
         assert self.max_body_bytes > 0, "max_body_bytes must be positive"
@@ -50,6 +52,7 @@ class GatewayConfig:
         assert self.body_timeout_seconds > 0, "body_timeout_seconds must be positive"
         assert self.max_headers > 0 and self.max_header_bytes > 0, "header bounds must be positive"
         assert self.relay_in_flight >= 0, "relay_in_flight must not be negative"
+        assert self.relay_stall_seconds > 0, "relay_stall_seconds must be positive"
         assert 0 < self.relay_max_calls <= RELAY_MAX_CALLS, f"relay_max_calls must be 1 to {RELAY_MAX_CALLS}"
 
     @property
@@ -78,6 +81,7 @@ ENV = {
     "max_header_bytes": "USERSECRETS_MAX_HEADER_BYTES",
     "relay_in_flight": "USERSECRETS_RELAY_IN_FLIGHT",
     "relay_max_calls": "USERSECRETS_RELAY_MAX_CALLS",
+    "relay_stall_seconds": "USERSECRETS_RELAY_STALL",
 }
 
 

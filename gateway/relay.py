@@ -45,6 +45,12 @@ class _Pending:
     size: int
 
 
+@dataclass(slots=True)
+class _Slot:
+    timer: asyncio.TimerHandle | None = None
+    released: bool = False
+
+
 def _expire(future: asyncio.Future[relay.RelayResult]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -57,6 +63,7 @@ class RelayClient:
         in_flight: int,
         max_calls: int,
         on_batch: Callable[[int], None] | None = None,
+        stall_seconds: float = 0.05,
     ) -> None:
         self._batch = channel.unary_unary(
             BATCH_METHOD,
@@ -66,7 +73,8 @@ class RelayClient:
         self._max_in_flight = in_flight
         self._max_calls = max_calls
         self._pending: list[_Pending] = []
-        self._in_flight = 0
+        self._in_flight = 0  # batches holding a slot: out, and out for less than stall_seconds
+        self._stall_seconds = stall_seconds
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
@@ -110,7 +118,11 @@ class RelayClient:
             for p in live:  # the time the caller still gives it, now that it leaves: queueing counts
                 p.call.timeout_us = max(1, int((p.deadline - now) * 1e6))
             self._in_flight += 1
-            task = loop.create_task(self._send(live, max(p.deadline for p in live) - now))
+            slot = _Slot()
+            # A batch held up by a slow call (a paused Redis, a long WAIT) gives its slot back after
+            # stall_seconds, so the calls queued behind it leave in a batch of their own instead of waiting.
+            slot.timer = loop.call_later(self._stall_seconds, self._release, slot)
+            task = loop.create_task(self._send(live, max(p.deadline for p in live) - now, slot))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -124,7 +136,17 @@ class RelayClient:
         taken, self._pending = self._pending[:count], self._pending[count:]
         return taken
 
-    async def _send(self, batch: list[_Pending], seconds: float) -> None:
+    def _release(self, slot: _Slot) -> None:
+        if slot.released:
+            return
+        slot.released = True
+        if slot.timer is not None:
+            slot.timer.cancel()
+        self._in_flight -= 1
+        if self._pending:
+            self._schedule(asyncio.get_running_loop())
+
+    async def _send(self, batch: list[_Pending], seconds: float, slot: _Slot) -> None:
         try:
             if self._on_batch is not None:
                 self._on_batch(len(batch))
@@ -148,6 +170,4 @@ class RelayClient:
                     else:
                         p.future.set_exception(RuntimeError("relay answered fewer results than calls"))
         finally:
-            self._in_flight -= 1
-            if self._pending:
-                self._schedule(asyncio.get_running_loop())
+            self._release(slot)

@@ -78,5 +78,7 @@ class Upstream:
             )
             for r in routes
         }
-        relay = RelayClient(channel, config.relay_in_flight, config.relay_max_calls, on_batch)
+        relay = RelayClient(
+            channel, config.relay_in_flight, config.relay_max_calls, on_batch, config.relay_stall_seconds
+        )
         return cls(channel, calls, health_pb2_grpc.HealthStub(channel), relay)

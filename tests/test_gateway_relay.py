@@ -10,6 +10,7 @@ which records each batch and can hold one batch's answer so the test decides whi
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -89,6 +90,24 @@ async def test_at_most_relay_in_flight_batches_are_out(server_stack: ServerStack
         assert [len(b.calls) for b in rig.gated.batches] == [1, 1, 3]
         histogram = Histogram(3, 5, {"1.0": 2.0, "2.0": 2.0} | dict.fromkeys(BUCKETS[2:], 3.0))
         assert await relay_histogram(rig.http) == histogram
+
+
+async def test_a_stalled_batch_gives_its_slot_back(server_stack: ServerStack) -> None:
+    """One slow batch (its answer held, as by a paused Redis) must not hold up the calls queued behind it: after
+    relay_stall_seconds its slot is free and they leave in a batch of their own, and answer while it is held."""
+    async with gated_gateway(server_stack, relay_in_flight=1, relay_stall_seconds=0.2) as rig:
+        _, token = await server_stack.user("alice")
+        held = await rig.hold_batch(call(rig.http, "GET", SECRETS, token=token))
+        started = time.monotonic()
+        rig.gated.open_next()  # the next batch is answered at once
+        later = await call(rig.http, "GET", SECRETS, token=token)
+        waited = time.monotonic() - started
+        assert (later.status, later.raw) == (200, b"[]")
+        assert not held.done()
+        assert 0.15 < waited < 2.0, waited
+        assert [len(b.calls) for b in rig.gated.batches] == [1, 1]
+        rig.gated.open()
+        assert ((await held).status, (await held).raw) == (200, b"[]")
 
 
 # ---- relay off: the same REST contract --------------------------------------------------------------

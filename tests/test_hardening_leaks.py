@@ -251,7 +251,9 @@ async def exercise_grpc(live: Live, seen: Seen) -> None:
         # A value that no longer decrypts: DATA_LOSS, and nothing of the value or the key in the answer.
         direct = aioredis.from_url(live.redis.url)
         key = f"us:{{{live.alice_id}}}:secret:s"
-        await direct.hset(key, "value", (await direct.hget(key, "value"))[:-1] + b"\x00")
+        sealed = await direct.hget(key, "value")
+        # Flip a bit of the tag (setting a byte to 0 would change nothing when it already is 0: 1 run in 256).
+        await direct.hset(key, "value", sealed[:-1] + bytes([sealed[-1] ^ 0x01]))
         await direct.aclose()
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.ListUserSecretValues(pb.ListUserSecretValuesRequest(user="alice"), metadata=injector)

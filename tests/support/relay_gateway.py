@@ -107,8 +107,9 @@ class GatedRelay(relay_grpc.RelayServicer):
         self._inner = inner
         self.batches: list[relay.RelayRequest] = []
         self.holding = asyncio.Event()
-        self._gate = asyncio.Event()
-        self._gate.set()
+        opened = asyncio.Event()
+        opened.set()
+        self._gates = [opened]  # a batch waits on the gate that was current when it arrived
         self._arrived = asyncio.Event()
 
     async def wait_batches(self, count: int, within: float = 5.0) -> None:
@@ -118,18 +119,26 @@ class GatedRelay(relay_grpc.RelayServicer):
                 await self._arrived.wait()
 
     def close(self) -> None:
-        self._gate.clear()
+        self._gates.append(asyncio.Event())
 
     def open(self) -> None:
-        self._gate.set()
+        for gate in self._gates:
+            gate.set()
+
+    def open_next(self) -> None:
+        """Batches from now on are answered at once; those already held stay held until `open()`."""
+        opened = asyncio.Event()
+        opened.set()
+        self._gates.append(opened)
 
     async def Batch(self, request: relay.RelayRequest, context: grpc.aio.ServicerContext) -> relay.RelayResponse:
         self.batches.append(request)
         self._arrived.set()
+        gate = self._gates[-1]
         response = await self._inner.Batch(request, context)
-        if not self._gate.is_set():
+        if not gate.is_set():
             self.holding.set()
-            await self._gate.wait()
+            await gate.wait()
         return response
 
 
@@ -185,7 +194,8 @@ async def gated_gateway(stack: ServerStack, **overrides: Any) -> AsyncIterator[G
 
     async with (
         own_server(stack, wrap) as target,
-        running_gateway(target, **overrides) as gateway,
+        # A held batch keeps its slot (the stall release has its own test), so the test decides what leaves when.
+        running_gateway(target, **({"relay_stall_seconds": 60.0} | overrides)) as gateway,
         aiohttp.ClientSession(gateway.url) as http,
     ):
         (gated,) = gates
