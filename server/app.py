@@ -7,6 +7,7 @@ port fails loudly instead of silently sharing traffic with a stranger.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.asyncio import Redis, RedisCluster
 
+from usersecrets.common.jsonlog import event
 from usersecrets.server.config import ServerConfig
 from usersecrets.server.crypto import Barrier, KeyRing, key_ring_from_config
 from usersecrets.server.durable import WaitPolicy
@@ -35,6 +37,8 @@ from usersecrets.server.tokencache import CachedAuthenticator
 from usersecrets.v1 import relay_pb2 as relay
 from usersecrets.v1 import relay_pb2_grpc as relay_grpc
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
+
+log = logging.getLogger("usersecrets.server")
 
 SERVER_OPTIONS = (
     ("grpc.so_reuseport", 0),
@@ -107,6 +111,7 @@ class ServerApp:
             on_draining()
         await self.health.drain()
         await stopping
+        event(log, "calls finished")  # the steps are logged: a stop that hangs shows where
         await self.health.stop()
         await self.redis.aclose()
 

@@ -15,9 +15,18 @@ from usersecrets.server import config as config_module
 from usersecrets.server.app import create_server
 
 log = logging.getLogger("usersecrets.server")
+# Past its grace, stopping may take this much longer (releasing Redis, grpc's own teardown); then it gives up,
+# says which tasks were still pending (their names only) and exits 1, rather than hang until a SIGKILL.
+STOP_MARGIN_SECONDS = 5.0
 
 
-async def serve(config: config_module.ServerConfig) -> None:
+def _pending_tasks() -> list[str]:
+    current = asyncio.current_task()
+    return sorted({t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not current})  # type: ignore[union-attr]
+
+
+async def serve(config: config_module.ServerConfig) -> bool:
+    """Serves until SIGTERM or SIGINT; True when it then stopped within its grace (and margin)."""
     app = await create_server(config)
     if config.metrics_listen:
         host, _, port = config.metrics_listen.rpartition(":")
@@ -30,8 +39,14 @@ async def serve(config: config_module.ServerConfig) -> None:
     logs.event(log, "serving", grpc_port=app.port, grpc_listen=config.grpc_listen)
     await stop.wait()
     grace = config.shutdown_grace_seconds
-    await app.stop(grace, on_draining=lambda: logs.event(log, "draining", grace_seconds=grace))
+    try:
+        async with asyncio.timeout(grace + STOP_MARGIN_SECONDS):
+            await app.stop(grace, on_draining=lambda: logs.event(log, "draining", grace_seconds=grace))
+    except TimeoutError:
+        logs.event(log, "stop timed out", logging.ERROR, seconds=grace + STOP_MARGIN_SECONDS, pending=_pending_tasks())
+        return False
     logs.event(log, "stopped")
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,15 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # optional speed-up
         uvloop = None
     try:
-        if uvloop is not None:
-            uvloop.run(serve(config))
-        else:
-            asyncio.run(serve(config))
+        clean = uvloop.run(serve(config)) if uvloop is not None else asyncio.run(serve(config))
     except (ValueError, OSError) as exc:
         # Configuration and bind errors: say what is wrong in one line (never a key: messages are ours).
         logs.event(log, "cannot start", logging.ERROR, error=str(exc))
         return 1
-    return 0
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ async def test_server_sigterm_under_load_finishes_in_flight_refuses_new_and_exit
 
     assert [(r.status, r.json) for r in refused] == [(503, SERVICE_DOWN)] * 2
     assert [r.status for r in finished] == [201] * 8
-    assert code == 0
+    assert code == 0, server.messages()
     assert await stored_names(own_redis.url) == {f"k{i}" for i in range(8)}
     assert [m for m in server.messages() if m in ("serving", "draining", "stopped")] == [
         "serving",
@@ -220,7 +220,7 @@ async def test_gateway_sigterm_under_load_finishes_in_flight_refuses_new_and_exi
         code = await gateway.exit_code()
 
     assert [r.status for r in finished] == [201] * 8
-    assert code == 0
+    assert code == 0, gateway.lines[-20:]
     assert await stored_names(own_redis.url) == {f"k{i}" for i in range(8)}
     logged = as_json_lines(gateway.lines)
     assert [p["msg"] for p in logged if p["msg"] in ("starting", "stopped")] == ["starting", "stopped"]
