@@ -22,7 +22,8 @@ STOP_MARGIN_SECONDS = 5.0
 
 def _pending_tasks() -> list[str]:
     current = asyncio.current_task()
-    return sorted({t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not current})  # type: ignore[union-attr]
+    others = (t for t in asyncio.all_tasks() if t is not current)
+    return sorted({getattr(t.get_coro(), "__qualname__", t.get_name()) for t in others})
 
 
 async def serve(config: config_module.ServerConfig) -> bool:
