@@ -5,8 +5,6 @@ must be refused; the gateway and the server as processes configured by their env
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +13,11 @@ import aiohttp
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.gateway_stack import call, gateway_in_front_of
 from tests.support.grpc_helpers import md
+from tests.support.pki import issue, write
 from tests.support.processes import child, gateway_process, until
 from tests.support.redis_proc import free_port
 from tests.support.stack import ServerStack, running_server
@@ -33,67 +28,20 @@ from usersecrets.v1 import usersecrets_pb2 as pb
 from usersecrets.v1 import usersecrets_pb2_grpc as pb_grpc
 
 SECRETS = "/api/v2/users/me/secrets"
-Issuer = tuple[x509.Name, ec.EllipticCurvePrivateKey]
-
-
-def _issue(
-    directory: Path,
-    label: str,
-    issuer: Issuer | None,
-    *,
-    hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
-    client: bool = False,
-    expired: bool = False,
-) -> Issuer:
-    """Write `label.crt` and `label.key`; a CA when `issuer` is None, else a leaf it signs."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)])
-    issuer_name, issuer_key = issuer or (name, key)
-    now = dt.datetime.now(dt.UTC)
-    valid_from, valid_to = (now - dt.timedelta(days=2), now - dt.timedelta(days=1)) if expired else (
-        now - dt.timedelta(minutes=5),
-        now + dt.timedelta(hours=1),
-    )  # fmt: skip
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(valid_from)
-        .not_valid_after(valid_to)
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer is not None:
-        names: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                names.append(x509.DNSName(host))
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    (directory / f"{label}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / f"{label}.key").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return name, key
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("hardening-pki")
-    ca = _issue(d, "ca", None)
-    stranger = _issue(d, "stranger-ca", None)
-    _issue(d, "server", ca)
-    _issue(d, "server-wrong-host", ca, hosts=("elsewhere.example",))
-    _issue(d, "server-by-stranger", stranger)
-    _issue(d, "client", ca, client=True)
-    _issue(d, "client-by-stranger", stranger, client=True)
-    _issue(d, "client-expired", ca, client=True, expired=True)
-    _issue(d, "client-self-signed", None)
+    ca = write(d, "ca", issue("ca"))
+    stranger = write(d, "stranger-ca", issue("stranger-ca"))
+    write(d, "server", issue("server", ca, usage="server"))
+    write(d, "server-wrong-host", issue("server-wrong-host", ca, hosts=("elsewhere.example",), usage="server"))
+    write(d, "server-by-stranger", issue("server-by-stranger", stranger, usage="server"))
+    write(d, "client", issue("client", ca, usage="client"))
+    write(d, "client-by-stranger", issue("client-by-stranger", stranger, usage="client"))
+    write(d, "client-expired", issue("client-expired", ca, usage="client", expired=True))
+    write(d, "client-self-signed", issue("client-self-signed"))
     return d
 
 
