@@ -122,6 +122,24 @@ async def test_server_killed_under_load_is_503_then_recovers_without_a_gateway_r
     assert {s["name"] for r in listed for s in r.json} == stored
 
 
+async def eight_creates_held(
+    pauser: aioredis.Redis, http: aiohttp.ClientSession, token: str, metrics: str
+) -> list[asyncio.Task[Reply]]:
+    """Pauses Redis's writes (reads and UNPAUSE still pass), sends 8 creates through the gateway and returns once
+    all 8 are in flight on the server, waiting on Redis."""
+    await pauser.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+    in_flight = [
+        asyncio.create_task(call(http, "POST", SECRETS, token=token, body={"name": f"k{i}", "value": "v"}))
+        for i in range(8)
+    ]
+
+    async def all_in_flight() -> bool:
+        return await metric(f"http://{metrics}/metrics", "usersecrets_grpc_in_flight") == 8.0
+
+    await until(all_in_flight, "8 calls in flight on the server")
+    return in_flight
+
+
 async def test_server_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_0(
     own_redis: RedisProcess, tmp_path: Path
 ) -> None:
@@ -138,16 +156,7 @@ async def test_server_sigterm_under_load_finishes_in_flight_refuses_new_and_exit
     ):  # fmt: skip
         try:
             # Writes wait in Redis (reads and UNPAUSE do not), so these creates are in flight on the server.
-            await pauser.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
-            in_flight = [
-                asyncio.create_task(call(http, "POST", SECRETS, token=token, body={"name": f"k{i}", "value": "v"}))
-                for i in range(8)
-            ]
-
-            async def all_in_flight() -> bool:
-                return await metric(f"http://{metrics}/metrics", "usersecrets_grpc_in_flight") == 8.0
-
-            await until(all_in_flight, "8 calls in flight on the server")
+            in_flight = await eight_creates_held(pauser, http, token, metrics)
             server.signal(signal.SIGTERM)
             await until(lambda: "draining" in server.messages(), "the server draining")
             refused = [
@@ -187,16 +196,7 @@ async def test_gateway_sigterm_under_load_finishes_in_flight_refuses_new_and_exi
         aiohttp.ClientSession(f"http://{listen}", timeout=aiohttp.ClientTimeout(total=15)) as http,
     ):
         try:
-            await pauser.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
-            in_flight = [
-                asyncio.create_task(call(http, "POST", SECRETS, token=token, body={"name": f"k{i}", "value": "v"}))
-                for i in range(8)
-            ]
-
-            async def all_in_flight() -> bool:
-                return await metric(f"http://{metrics}/metrics", "usersecrets_grpc_in_flight") == 8.0
-
-            await until(all_in_flight, "8 calls in flight through the gateway")
+            in_flight = await eight_creates_held(pauser, http, token, metrics)
             gateway.signal(signal.SIGTERM)
 
             async def refused() -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,16 +103,24 @@ async def _under_load(
         await asyncio.gather(*tasks)
 
 
+@asynccontextmanager
+async def behind_a_gateway(redis: LocalCluster | LocalSentinel) -> AsyncIterator[GatewayStack]:
+    """The Redis topology started, a server over it that waits for one replica per write (the rate limiter off:
+    the load is as fast as the stack goes) and a gateway in front; the topology stopped afterwards."""
+    try:
+        await asyncio.to_thread(redis.start)
+        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS, "rate_limit_per_second": 0}
+        async with running_server(redis.url, **overrides) as stack, gateway_in_front_of(stack) as gw:
+            yield gw
+    finally:
+        await asyncio.to_thread(redis.stop)
+
+
 @pytest.fixture
 async def cluster_gateway(tmp_path: Path) -> AsyncIterator[tuple[LocalCluster, GatewayStack]]:
     cluster = LocalCluster(tmp_path / "cluster")
-    try:
-        await asyncio.to_thread(cluster.start)
-        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS, "rate_limit_per_second": 0}
-        async with running_server(cluster.url, **overrides) as stack, gateway_in_front_of(stack) as gw:
-            yield cluster, gw
-    finally:
-        await asyncio.to_thread(cluster.stop)
+    async with behind_a_gateway(cluster) as gw:
+        yield cluster, gw
 
 
 async def test_cluster_master_killed_under_load(cluster_gateway: tuple[LocalCluster, GatewayStack]) -> None:
@@ -158,13 +167,8 @@ async def _until_refused(gw: GatewayStack, token: str):  # type: ignore[no-untyp
 @pytest.fixture
 async def sentinel_gateway(tmp_path: Path) -> AsyncIterator[tuple[LocalSentinel, GatewayStack]]:
     sentinel = LocalSentinel(tmp_path / "sentinel")
-    try:
-        await asyncio.to_thread(sentinel.start)
-        overrides = {"redis_wait_replicas": 1, "redis_wait_timeout_ms": WAIT_TIMEOUT_MS, "rate_limit_per_second": 0}
-        async with running_server(sentinel.url, **overrides) as stack, gateway_in_front_of(stack) as gw:
-            yield sentinel, gw
-    finally:
-        await asyncio.to_thread(sentinel.stop)
+    async with behind_a_gateway(sentinel) as gw:
+        yield sentinel, gw
 
 
 async def test_sentinel_master_killed_under_load(sentinel_gateway: tuple[LocalSentinel, GatewayStack]) -> None:
