@@ -6,9 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from usersecrets.common.relay import MAX_CALLS
 from usersecrets.common.settings import build_parser, load_settings
-
-RELAY_MAX_CALLS = 256  # the server's bound on calls per batch (server/relay.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class GatewayConfig:
         assert self.max_headers > 0 and self.max_header_bytes > 0, "header bounds must be positive"
         assert self.relay_in_flight >= 0, "relay_in_flight must not be negative"
         assert self.relay_stall_seconds > 0, "relay_stall_seconds must be positive"
-        assert 0 < self.relay_max_calls <= RELAY_MAX_CALLS, f"relay_max_calls must be 1 to {RELAY_MAX_CALLS}"
+        assert 0 < self.relay_max_calls <= MAX_CALLS, f"relay_max_calls must be 1 to {MAX_CALLS}"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -80,7 +79,7 @@ ENV = {
     "max_headers": "USERSECRETS_MAX_HEADERS",
     "max_header_bytes": "USERSECRETS_MAX_HEADER_BYTES",
     "relay_in_flight": "USERSECRETS_RELAY_IN_FLIGHT",
-    "relay_max_calls": "USERSECRETS_RELAY_MAX_CALLS",
+    "relay_max_calls": "USERSECRETS_MAX_CALLS",
     "relay_stall_seconds": "USERSECRETS_RELAY_STALL",
 }
 

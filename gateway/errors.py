@@ -20,6 +20,8 @@ import grpc
 from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 
+from usersecrets.common.grpc_codes import code_of
+
 # grpc-gateway's runtime/errors.go HTTPStatusFromCode, row for row.
 HTTP_STATUS_BY_CODE: Mapping[grpc.StatusCode, int] = MappingProxyType(
     {
@@ -83,7 +85,6 @@ INVALID_PATH = "Invalid request path."
 
 FALLBACK_BODY = b'{"message":"Internal error."}'
 _DETAILS_KEY = "grpc-status-details-bin"
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def http_status(code: grpc.StatusCode) -> int:
@@ -133,7 +134,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> ApiError:
 
 def from_relay_status(status: status_pb2.Status) -> ApiError:
     """A call's own status from a relay batch; without details it was not written by the service's rules."""
-    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    code = code_of(status.code)
     return from_status(code, status if status.details else None, status.message)
 
 

@@ -19,6 +19,7 @@ import grpc
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from usersecrets.common.grpc_codes import code_of
 from usersecrets.common.jsonlog import REQUEST_ID, event
 from usersecrets.server import grpc_errors
 from usersecrets.server.errors import RateLimited, ServiceError, Unauthenticated
@@ -61,7 +62,6 @@ class DeadlinePassed(Exception):
 
 
 DEADLINE_MESSAGE = "Deadline exceeded."
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class CallPipeline:
@@ -110,7 +110,7 @@ class CallPipeline:
                 return await invoke(), None
         except ServiceError as exc:
             status = grpc_errors.to_proto(exc)
-            code = _CODES[status.code]
+            code = code_of(status.code)
             return None, status
         except (DeadlinePassed, TimeoutError) as exc:
             if isinstance(exc, TimeoutError) and (scope is None or not scope.expired()):
@@ -173,7 +173,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             if status is None:
                 return response
             if not status.details:  # a deadline or an internal error: a plain status, as grpc itself sends
-                await context.abort(_CODES[status.code], status.message)
+                await context.abort(code_of(status.code), status.message)
             await context.abort_with_status(rpc_status.to_status(status))
 
         return grpc.unary_unary_rpc_method_handler(

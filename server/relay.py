@@ -19,6 +19,7 @@ from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
 
+from usersecrets.common.relay import MAX_CALLS
 from usersecrets.server.interceptor import CallPipeline
 from usersecrets.v1 import relay_pb2 as relay
 from usersecrets.v1 import relay_pb2_grpc as relay_grpc
@@ -28,7 +29,6 @@ SERVICE = pb.DESCRIPTOR.services_by_name["UserSecretsService"]
 # Only the methods with a REST route: the gateway needs no other, and a mesh policy that keeps the value RPC
 # (ListUserSecretValues) to the workspace builders cannot be sidestepped through the relay.
 RELAYED = tuple(m for m in SERVICE.methods if m.GetOptions().HasExtension(annotations_pb2.http))
-MAX_CALLS = 256
 TOO_MANY_CALLS = f"A relay batch holds at most {MAX_CALLS} calls."
 UNKNOWN_METHOD = "Method not found."
 BAD_REQUEST = "The request message could not be parsed."
