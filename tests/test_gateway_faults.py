@@ -89,11 +89,11 @@ async def test_paused_redis_passes_the_deadline_504(stack: GatewayStack, own_red
     client = aioredis.from_url(own_redis.url)
     try:
         # The pause ends by itself: an UNPAUSE from a normal client would wait behind the pause too.
-        await client.execute_command("CLIENT", "PAUSE", "800", "ALL")
+        await client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
         started = time.monotonic()
         reply = await call(stack.http, "GET", SECRETS, token=token, headers={"Grpc-Timeout": "300m"})
         assert (reply.status, reply.json) == (504, {"message": errors.DEADLINE_EXCEEDED})
-        assert time.monotonic() - started < 0.75
+        assert time.monotonic() - started < 1.2
     finally:
         await client.aclose()
     reply = await eventually(stack, SECRETS, token, 200)

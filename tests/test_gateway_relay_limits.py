@@ -32,13 +32,13 @@ async def test_short_deadline_is_504_while_a_concurrent_long_one_succeeds(own_re
         _, token = await server.user("alice")
         created = await call(gw.http, "POST", SECRETS, token=token, body={"name": "k", "value": "v"})
         assert created.status == 201
-        await pause_redis(own_redis.url, 800)
+        await pause_redis(own_redis.url, 1500)  # far past 0.2 s: a busy machine cannot blur the two
         (short, short_seconds), long = await asyncio.gather(
             timed(call(gw.http, "GET", f"{SECRETS}/k", token=token, headers={"Grpc-Timeout": "200m"})),
             call(gw.http, "GET", f"{SECRETS}/k", token=token, headers={"Grpc-Timeout": "5S"}),
         )
         assert (short.status, short.json) == (504, DEADLINE_BODY)
-        assert short_seconds < 0.7
+        assert short_seconds < 1.2
         assert (long.status, long.json) == (200, created.json)
 
 
@@ -52,11 +52,11 @@ async def test_deadline_of_one_call_inside_a_shared_batch(own_redis: RedisProces
         short = asyncio.create_task(timed(call(rig.http, "GET", item, token=token, headers={"Grpc-Timeout": "200m"})))
         long = asyncio.create_task(call(rig.http, "GET", item, token=token, headers={"Grpc-Timeout": "5S"}))
         await wait_queued(rig.relay, 2)
-        await pause_redis(own_redis.url, 800)
+        await pause_redis(own_redis.url, 1500)  # far past 0.2 s: a busy machine cannot blur the two
         rig.gated.open()  # the two queued calls now leave together, into the paused Redis
         short_reply, short_seconds = await short
         assert (short_reply.status, short_reply.json) == (504, DEADLINE_BODY)
-        assert short_seconds < 0.7
+        assert short_seconds < 1.2
         long_reply = await long
         assert (long_reply.status, long_reply.json) == (200, created.json)
         assert ((await blocker).status, (await blocker).json) == (200, [created.json])

@@ -119,14 +119,14 @@ async def test_an_item_still_running_at_its_deadline_is_cancelled(server_stack: 
     alice, token = await server_stack.user("alice")
     async with relay_batch(server_stack) as batch:
         # Reads pass (authentication), the create's script waits behind the pause.
-        await pause(server_stack.redis_url, 500, "WRITE")
+        await pause(server_stack.redis_url, 1200, "WRITE")
         started = time.monotonic()
         results = await batch([item("CreateUserSecret", create("late"), token, timeout_us=150_000)])
         elapsed = time.monotonic() - started
     assert (results[0].status, results[0].response) == (plain(C.DEADLINE_EXCEEDED, DEADLINE), b"")
-    assert 0.15 <= elapsed < 0.4, elapsed
+    assert 0.15 <= elapsed < 1.0, elapsed
     assert calls_total(server_stack, "CreateUserSecret", "DEADLINE_EXCEEDED") == 1
-    await asyncio.sleep(max(0.0, started + 0.55 - time.monotonic()))  # the pause is over
+    await asyncio.sleep(max(0.0, started + 1.25 - time.monotonic()))  # the pause is over
     assert await user_state(server_stack.redis, alice.id) == {}
 
 
@@ -136,7 +136,9 @@ async def test_an_item_waiting_on_authentication_is_cut_at_its_deadline_like_a_d
     _, token = await server_stack.user("alice")
     registry = server_stack.app.metrics.registry
     async with relay_batch(server_stack) as batch, server_stack.stub() as stub:
-        await pause(server_stack.redis_url, 600)
+        # Redis paused far past the 0.2 s deadline: "cut at the deadline" and "held until Redis answers" stay
+        # apart even on a busy machine.
+        await pause(server_stack.redis_url, 1500)
         started = time.monotonic()
         direct = stub.GetUserSecret(get(), metadata=md(token), timeout=0.2)
         relayed, failure = await asyncio.gather(
@@ -147,10 +149,10 @@ async def test_an_item_waiting_on_authentication_is_cut_at_its_deadline_like_a_d
     assert (relayed[0].status, relayed[0].response) == (plain(C.DEADLINE_EXCEEDED, DEADLINE), b"")
     # grpc ends the direct call at its deadline on the server too, whatever the call is waiting on.
     direct_seconds = registry.get_sample_value("usersecrets_grpc_call_seconds_sum", {"method": "GetUserSecret"})
-    assert direct_seconds is not None and direct_seconds < 0.4, direct_seconds
+    assert direct_seconds is not None and direct_seconds < 1.0, direct_seconds
     relayed_seconds = registry.get_sample_value("usersecrets_grpc_call_seconds_sum", {"method": "ListUserSecrets"})
     # A relayed call must be cut there as well: held longer, it keeps its caller's batch and an in-flight place.
-    assert (elapsed < 0.4, relayed_seconds is not None and relayed_seconds < 0.4) == (True, True), (
+    assert (elapsed < 1.0, relayed_seconds is not None and relayed_seconds < 1.0) == (True, True), (
         f"the relayed call (deadline 0.2 s) was answered after {elapsed:.3f} s and ran {relayed_seconds:.3f} s: "
         "server/relay.py applies the deadline to the handler only, not to authentication"
     )
