@@ -79,7 +79,7 @@ ENV = {
     "max_headers": "USERSECRETS_MAX_HEADERS",
     "max_header_bytes": "USERSECRETS_MAX_HEADER_BYTES",
     "relay_in_flight": "USERSECRETS_RELAY_IN_FLIGHT",
-    "relay_max_calls": "USERSECRETS_MAX_CALLS",
+    "relay_max_calls": "USERSECRETS_RELAY_MAX_CALLS",
     "relay_stall_seconds": "USERSECRETS_RELAY_STALL",
 }
 
